@@ -1,0 +1,167 @@
+"""Activities that talk to providers: start a job, poll it, cancel it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from reelflow.db import repository
+from reelflow.db.engine import Database
+from reelflow.providers.base import Provider
+from reelflow.providers.errors import (
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+)
+from reelflow.providers.registry import get_model
+from reelflow.types import (
+    CancelInput,
+    PollInput,
+    ProviderJobInput,
+    ProviderSnapshot,
+    StartJobResult,
+    WaitingStrategy,
+)
+
+__all__ = ["JOB_STILL_RUNNING", "ProviderJobActivities", "as_application_error"]
+
+logger = logging.getLogger(__name__)
+
+# The error type a poll raises while the provider is still working; the workflow's retry
+# policy turns it into the next poll, without adding history events.
+JOB_STILL_RUNNING = "JobStillRunning"
+
+
+def as_application_error(error: ProviderError) -> ApplicationError:
+    """Translate a provider error into Temporal's terms: retryable or not, and when to retry."""
+    if isinstance(error, ProviderRateLimited):
+        delay = timedelta(seconds=error.retry_after_s) if error.retry_after_s else None
+        return ApplicationError(str(error), type="ProviderRateLimited", next_retry_delay=delay)
+    return ApplicationError(
+        str(error),
+        type=type(error).__name__,
+        non_retryable=isinstance(error, ProviderRejected),
+    )
+
+
+class ProviderJobActivities:
+    """Provider calls made on behalf of ProviderJobWorkflow."""
+
+    def __init__(self, *, db: Database, providers: Mapping[str, Provider]) -> None:
+        self._db = db
+        self._providers = providers
+
+    def _provider(self, name: str) -> Provider:
+        provider = self._providers.get(name)
+        if provider is None:
+            raise ApplicationError(
+                f"provider {name!r} is not configured on this worker", non_retryable=True
+            )
+        return provider
+
+    @activity.defn(name="start_provider_job")
+    async def start_job(self, job: ProviderJobInput) -> StartJobResult:
+        """Create the job at the provider, or find the one an earlier attempt created.
+
+        The provider job id is written to the database before this returns, so a retry after a
+        crash reuses it instead of creating (and paying for) a second job.
+        """
+        provider = self._provider(job.provider)
+        async with self._db.session() as session:
+            row = await repository.get_job(session=session, job_record_id=job.job_record_id)
+        if row is None:
+            raise ApplicationError(f"job {job.job_record_id} does not exist", non_retryable=True)
+        try:
+            if row.provider_job_id is not None:
+                logger.info(
+                    "Job %s already started as %s; reusing it",
+                    job.job_record_id,
+                    row.provider_job_id,
+                )
+                return StartJobResult(await provider.get(row.provider_job_id))
+            model = get_model(job.model_id)
+            if model is None:
+                raise ApplicationError(f"unknown model {job.model_id!r}", non_retryable=True)
+            inputs = model.to_provider_input(model.params_model.model_validate(job.params))
+            snapshot = await provider.create(
+                model_path=model.provider_model_path, inputs=inputs, webhook_url=job.webhook_url
+            )
+        except ProviderError as error:
+            raise as_application_error(error) from error
+        async with self._db.session() as session:
+            recorded = await repository.record_provider_job(
+                session=session,
+                job_record_id=job.job_record_id,
+                snapshot=snapshot,
+                waiting_strategy=job.waiting_strategy,
+            )
+        if recorded != snapshot.provider_job_id:
+            # A concurrent attempt won the race; ours is a duplicate that must stop billing.
+            logger.warning(
+                "Job %s: cancelling duplicate provider job %s (recorded: %s)",
+                job.job_record_id,
+                snapshot.provider_job_id,
+                recorded,
+            )
+            await self._cancel_quietly(provider, snapshot.provider_job_id)
+            snapshot = await provider.get(recorded)
+        logger.info(
+            "Started job %s on %s as %s (%s)",
+            job.job_record_id,
+            job.provider,
+            snapshot.provider_job_id,
+            WaitingStrategy(job.waiting_strategy).value,
+        )
+        return StartJobResult(snapshot)
+
+    @activity.defn(name="poll_provider_job")
+    async def poll_job(self, poll: PollInput) -> ProviderSnapshot:
+        """Ask the provider once; raise a retryable error while the job is not finished.
+
+        Temporal retries this activity on the poll schedule, so one call is one poll.
+        """
+        attempt = activity.info().attempt
+        logger.info("[PollingWorker] Polling job %s (attempt %d)", poll.job_record_id, attempt)
+        try:
+            snapshot = await self._provider(poll.provider).get(poll.provider_job_id)
+        except ProviderError as error:
+            raise as_application_error(error) from error
+        last = poll.schedule.max_attempts and attempt >= poll.schedule.max_attempts
+        next_poll_at = None
+        if not snapshot.state.terminal and not last:
+            next_poll_at = repository.utcnow() + timedelta(seconds=poll.schedule.gap_after(attempt))
+        async with self._db.session() as session:
+            await repository.record_poll(
+                session=session,
+                job_record_id=poll.job_record_id,
+                attempt=attempt,
+                next_poll_at=next_poll_at,
+                snapshot=snapshot,
+            )
+        if not snapshot.state.terminal:
+            raise ApplicationError(
+                f"provider job {poll.provider_job_id} is {snapshot.provider_status}",
+                type=JOB_STILL_RUNNING,
+            )
+        return snapshot
+
+    @activity.defn(name="cancel_provider_job")
+    async def cancel_job(self, cancel: CancelInput) -> None:
+        """Cancel a job at the provider so that it stops billing."""
+        try:
+            await self._provider(cancel.provider).cancel(cancel.provider_job_id)
+        except ProviderError as error:
+            raise as_application_error(error) from error
+        logger.info(
+            "Cancelled provider job %s of job %s", cancel.provider_job_id, cancel.job_record_id
+        )
+
+    async def _cancel_quietly(self, provider: Provider, provider_job_id: str) -> None:
+        try:
+            await provider.cancel(provider_job_id)
+        except ProviderError:
+            logger.exception("Could not cancel duplicate provider job %s", provider_job_id)

@@ -1,0 +1,44 @@
+"""Activities that record state transitions in PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio import activity
+
+from reelflow.db import repository
+from reelflow.db.engine import Database
+from reelflow.types import ExecutionUpdate, JobStatus, JobUpdate
+
+__all__ = ["RecordActivities"]
+
+logger = logging.getLogger(__name__)
+
+
+class RecordActivities:
+    """Database writes made by the workflows."""
+
+    def __init__(self, *, db: Database) -> None:
+        self._db = db
+
+    @activity.defn(name="record_job_update")
+    async def record_job(self, update: JobUpdate) -> None:
+        """Write a job's new status (with outputs or error)."""
+        async with self._db.session() as session:
+            await repository.apply_job_update(session=session, update_=update)
+        if update.status is JobStatus.COMPLETED:
+            logger.info("[AsyncJobCompletion] Job %s marked as completed", update.job_record_id)
+        else:
+            logger.info(
+                "Job %s marked as %s%s",
+                update.job_record_id,
+                update.status.value,
+                f": {update.error}" if update.error else "",
+            )
+
+    @activity.defn(name="record_execution_update")
+    async def record_execution(self, update: ExecutionUpdate) -> None:
+        """Write an execution's new status."""
+        async with self._db.session() as session:
+            await repository.apply_execution_update(session=session, update_=update)
+        logger.info("Execution %s marked as %s", update.execution_id, update.status.value)

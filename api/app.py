@@ -1,0 +1,75 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.routes import executions, health, models, webhooks
+from api.services import open_services
+from reelflow.config import Settings, get_settings
+from reelflow.plan import PlanInvalid
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def _problems(detail: str, problems: list[tuple[str, str]]) -> JSONResponse:
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={
+            "detail": detail,
+            "errors": [{"path": path, "message": message} for path, message in problems],
+        },
+    )
+
+
+def _loc_path(loc: tuple[int | str, ...]) -> str:
+    # FastAPI prefixes locations with where the value came from ("body", "header", ...).
+    text = str(loc[0]) if loc else ""
+    for part in loc[1:]:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; its clients are opened in the lifespan, once per process."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            app.state.services = services
+            yield
+
+    app = FastAPI(
+        title="reelflow",
+        summary="Asynchronous AI video generation as durable Temporal workflows",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(PlanInvalid)
+    async def plan_invalid(request: Request, error: PlanInvalid) -> JSONResponse:
+        return _problems("invalid execution plan", [(p.path, p.message) for p in error.problems])
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return _problems(
+            "invalid request",
+            [(_loc_path(tuple(item["loc"])), item["msg"]) for item in error.errors()],
+        )
+
+    for module in (executions, webhooks, models, health):
+        app.include_router(module.router)
+    if settings.s3_bucket is None:
+        settings.files_dir.mkdir(parents=True, exist_ok=True)
+        app.mount("/files", StaticFiles(directory=settings.files_dir), name="files")
+    return app

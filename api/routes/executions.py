@@ -1,0 +1,64 @@
+"""Submitting execution plans and reading their status."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, HTTPException, Response, status
+
+from api.deps import ServicesDep
+from api.schemas import ExecutionAccepted, ExecutionStatusView, ProblemList
+from reelflow.db import repository
+from reelflow.executions import StartFailed, submit_execution
+from reelflow.plan import validate_submission
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api", tags=["executions"])
+
+
+@router.post(
+    "/execute",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ExecutionAccepted,
+    responses={422: {"model": ProblemList}, 503: {"description": "Temporal is unavailable"}},
+)
+async def execute(
+    services: ServicesDep,
+    response: Response,
+    body: Annotated[Any, Body(description="`{executionPlan: {jobs: [...]}, metadata?}`")],
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> ExecutionAccepted:
+    """Validate a plan, record it and start its workflow; the work happens asynchronously."""
+    plan = validate_submission(body)
+    try:
+        submission = await submit_execution(
+            db=services.db,
+            temporal=services.temporal,
+            settings=services.settings,
+            plan=plan,
+            raw_plan=body,
+            idempotency_key=idempotency_key,
+        )
+    except StartFailed as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
+    accepted = ExecutionAccepted.of(submission.execution, submission.jobs)
+    response.headers["Location"] = accepted.statusUrl
+    return accepted
+
+
+@router.get(
+    "/status/{execution_id}",
+    response_model=ExecutionStatusView,
+    responses={404: {"description": "No such execution"}},
+)
+async def execution_status(services: ServicesDep, execution_id: str) -> ExecutionStatusView:
+    """The execution and every job: status, provider tracking, outputs, errors."""
+    async with services.db.session() as session:
+        execution = await repository.get_execution(session=session, execution_id=execution_id)
+        if execution is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no execution {execution_id!r}")
+        jobs = await repository.list_execution_jobs(session=session, execution_id=execution_id)
+    return ExecutionStatusView.of(execution, jobs)

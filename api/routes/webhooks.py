@@ -1,0 +1,46 @@
+"""Provider callbacks."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException, Request, status
+
+from api.deps import ServicesDep
+from reelflow.providers.errors import WebhookVerificationError
+from reelflow.webhooks import UnknownJob, receive_webhook
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+
+
+@router.post(
+    "/job/{job_record_id}",
+    responses={
+        401: {"description": "Bad or stale signature"},
+        404: {"description": "No such job"},
+    },
+)
+async def job_webhook(
+    services: ServicesDep, job_record_id: str, request: Request
+) -> dict[str, str]:
+    """Verify a provider's callback and pass it to the job's workflow; answers in milliseconds."""
+    body = await request.body()
+    try:
+        outcome = await receive_webhook(
+            db=services.db,
+            temporal=services.temporal,
+            providers=services.providers,
+            job_record_id=job_record_id,
+            headers=request.headers,
+            body=body,
+        )
+    except UnknownJob as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job") from error
+    except WebhookVerificationError as error:
+        logger.warning("[Webhook] Rejected webhook for job %s: %s", job_record_id, error)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"webhook rejected: {error}") from error
+    return {"result": outcome.value}

@@ -1,0 +1,149 @@
+"""Response bodies of the HTTP API (the contract in DESIGN.md), in its camelCase."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from reelflow.db.models import Execution, ExecutionJob
+
+__all__ = [
+    "ExecutionAccepted",
+    "ExecutionStatusView",
+    "JobAccepted",
+    "JobView",
+    "OutputView",
+    "Problem",
+    "ProblemList",
+]
+
+
+class Problem(BaseModel):
+    """One problem with a request, located by its JSON path."""
+
+    path: str
+    message: str
+
+
+class ProblemList(BaseModel):
+    """A 422 answer: every problem found."""
+
+    detail: str
+    errors: list[Problem]
+
+
+class JobAccepted(BaseModel):
+    """A job of an accepted execution."""
+
+    id: str
+    jobRecordId: str
+    status: str
+
+
+class ExecutionAccepted(BaseModel):
+    """The 202 answer to `POST /api/execute`."""
+
+    executionId: str
+    status: str
+    statusUrl: str
+    jobs: list[JobAccepted]
+
+    @classmethod
+    def of(cls, execution: Execution, jobs: list[ExecutionJob]) -> ExecutionAccepted:
+        """Build from database rows."""
+        return cls(
+            executionId=execution.id,
+            status=execution.status,
+            statusUrl=f"/api/status/{execution.id}",
+            jobs=[JobAccepted(id=j.job_id, jobRecordId=j.id, status=j.status) for j in jobs],
+        )
+
+
+class OutputView(BaseModel):
+    """A stored output."""
+
+    url: str
+    contentType: str
+    bytes: int
+    sha256: str
+
+
+class JobView(BaseModel):
+    """A job as `GET /api/status` shows it."""
+
+    id: str
+    jobRecordId: str
+    operation: str
+    modelId: str | None
+    provider: str | None
+    status: str
+    waitingStrategy: str | None
+    providerJobId: str | None
+    providerJobStatus: str | None
+    pollAttempts: int
+    nextPollAt: datetime | None
+    progress: float | None
+    outputs: list[OutputView]
+    error: str | None
+    startedAt: datetime | None
+    completedAt: datetime | None
+
+    @classmethod
+    def of(cls, job: ExecutionJob) -> JobView:
+        """Build from a database row."""
+        return cls(
+            id=job.job_id,
+            jobRecordId=job.id,
+            operation=job.operation,
+            modelId=job.model_id,
+            provider=job.provider,
+            status=job.status,
+            waitingStrategy=job.waiting_strategy,
+            providerJobId=job.provider_job_id,
+            providerJobStatus=job.provider_job_status,
+            pollAttempts=job.poll_attempts,
+            nextPollAt=job.next_poll_at,
+            progress=job.progress,
+            outputs=[_output(output) for output in job.outputs],
+            error=job.error,
+            startedAt=job.started_at,
+            completedAt=job.completed_at,
+        )
+
+
+def _output(stored: dict[str, Any]) -> OutputView:
+    return OutputView(
+        url=stored["url"],
+        contentType=stored["content_type"],
+        bytes=stored["bytes"],
+        sha256=stored["sha256"],
+    )
+
+
+class ExecutionStatusView(BaseModel):
+    """The answer to `GET /api/status/{executionId}`."""
+
+    executionId: str
+    status: str
+    metadata: dict[str, Any]
+    error: str | None
+    createdAt: datetime
+    updatedAt: datetime
+    completedAt: datetime | None
+    jobs: list[JobView]
+
+    @classmethod
+    def of(cls, execution: Execution, jobs: list[ExecutionJob]) -> ExecutionStatusView:
+        """Build from database rows."""
+        return cls(
+            executionId=execution.id,
+            status=execution.status,
+            metadata=execution.meta,
+            error=execution.error,
+            createdAt=execution.created_at,
+            updatedAt=execution.updated_at,
+            completedAt=execution.completed_at,
+            jobs=[JobView.of(job) for job in jobs],
+        )

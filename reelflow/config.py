@@ -1,0 +1,98 @@
+"""All of reelflow's knobs, read from the environment (and `.env`) by one Settings class."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """reelflow configuration. Secrets have no default and are never logged."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Embedded state (Temporal's SQLite file, pgserver's data, local object store).
+    state_dir: Path = Path(".reelflow")
+
+    # PostgreSQL. Unset means "start an embedded pgserver under state_dir".
+    database_url: str | None = None
+
+    # Temporal.
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "reelflow"
+
+    # HTTP API. api_base_url is the public URL providers call back; unset means polling only.
+    api_host: str = "127.0.0.1"
+    api_port: int = 3000
+    api_base_url: str | None = None
+
+    # Object storage: S3-compatible when s3_bucket is set, else a local directory.
+    s3_url: str | None = None
+    s3_region: str = "auto"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_bucket: str | None = None
+    cdn_base_url: str | None = None
+    storage_dir: Path | None = None
+
+    # Replicate.
+    replicate_api_token: SecretStr | None = None
+    replicate_api_base: str = "https://api.replicate.com"
+    replicate_webhook_secret: SecretStr | None = None
+
+    # Provider emulator (`reelflow emulator`).
+    emulator_host: str = "127.0.0.1"
+    emulator_port: int = 3001
+    emulator_generation_seconds: float = 3.0
+
+    # Polling: first poll after POLL_INITIAL_BACKOFF_S, then each gap times the multiplier.
+    poll_initial_backoff_s: float = Field(default=5.0, gt=0)
+    poll_backoff_multiplier: float = Field(default=1.5, ge=1)
+    poll_max_interval_s: float = Field(default=60.0, gt=0)
+    poll_max_attempts: int = Field(default=100, ge=1)
+    # Webhook jobs still poll, sparsely, in case a webhook never arrives.
+    webhook_safety_poll_s: float = Field(default=60.0, gt=0)
+
+    # HTTP timeouts for provider calls and downloads.
+    http_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_dsn(cls, value: str | None) -> str | None:
+        """Accept `postgres://` and SQLAlchemy-style URLs; keep a plain `postgresql://` DSN."""
+        if value is None or not value.strip():
+            return None
+        for prefix in ("postgres://", "postgresql+asyncpg://", "postgresql+psycopg://"):
+            if value.startswith(prefix):
+                return "postgresql://" + value.removeprefix(prefix)
+        return value
+
+    @field_validator("api_base_url", "cdn_base_url", "s3_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
+
+    @property
+    def files_dir(self) -> Path:
+        """Directory of the local object store."""
+        return self.storage_dir or self.state_dir / "files"
+
+    @property
+    def public_files_base(self) -> str:
+        """Base URL under which stored objects are served."""
+        if self.cdn_base_url:
+            return self.cdn_base_url
+        api = self.api_base_url or f"http://{self.api_host}:{self.api_port}"
+        return f"{api}/files"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

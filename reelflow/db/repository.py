@@ -1,0 +1,203 @@
+"""Keyword-only repository functions: every database read and write of reelflow goes here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from reelflow.db.models import Execution, ExecutionJob
+from reelflow.types import (
+    ExecutionUpdate,
+    JobStatus,
+    JobUpdate,
+    ProviderSnapshot,
+    WaitingStrategy,
+)
+
+__all__ = [
+    "add_execution",
+    "apply_execution_update",
+    "apply_job_update",
+    "get_execution",
+    "get_execution_by_idempotency_key",
+    "get_job",
+    "list_execution_jobs",
+    "record_poll",
+    "record_provider_job",
+    "record_provider_progress",
+    "utcnow",
+]
+
+_TERMINAL = [status.value for status in JobStatus if status.terminal]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+async def add_execution(
+    *, session: AsyncSession, execution: Execution, jobs: list[ExecutionJob]
+) -> None:
+    """Insert an execution and its jobs (flushed, so constraint errors surface here)."""
+    session.add(execution)
+    await session.flush()
+    session.add_all(jobs)
+    await session.flush()
+
+
+async def get_execution(*, session: AsyncSession, execution_id: str) -> Execution | None:
+    """The execution with this id, or None."""
+    return await session.get(Execution, execution_id)
+
+
+async def get_execution_by_idempotency_key(
+    *, session: AsyncSession, idempotency_key: str
+) -> Execution | None:
+    """The execution submitted earlier with this Idempotency-Key, or None."""
+    result = await session.execute(
+        select(Execution).where(col(Execution.idempotency_key) == idempotency_key)
+    )
+    return result.scalars().first()
+
+
+async def list_execution_jobs(*, session: AsyncSession, execution_id: str) -> list[ExecutionJob]:
+    """The execution's jobs in plan order."""
+    result = await session.execute(
+        select(ExecutionJob)
+        .where(ExecutionJob.execution_id == execution_id)
+        .order_by(col(ExecutionJob.position))
+    )
+    return list(result.scalars().all())
+
+
+async def get_job(*, session: AsyncSession, job_record_id: str) -> ExecutionJob | None:
+    """The job with this record id, or None."""
+    return await session.get(ExecutionJob, job_record_id)
+
+
+async def record_provider_job(
+    *,
+    session: AsyncSession,
+    job_record_id: str,
+    snapshot: ProviderSnapshot,
+    waiting_strategy: WaitingStrategy,
+) -> str:
+    """Record the provider's job id for a job that has none yet.
+
+    Returns the provider job id now on record: `snapshot.provider_job_id`, or one recorded
+    earlier by a concurrent attempt, in which case the caller holds an orphan to cancel.
+    """
+    now = utcnow()
+    result = await session.execute(
+        update(ExecutionJob)
+        .where(
+            col(ExecutionJob.id) == job_record_id,
+            col(ExecutionJob.provider_job_id).is_(None),
+        )
+        .values(
+            provider_job_id=snapshot.provider_job_id,
+            provider_job_status=snapshot.provider_status,
+            waiting_strategy=waiting_strategy.value,
+            status=_status_for(snapshot).value,
+            progress=snapshot.progress,
+            started_at=now,
+            updated_at=now,
+        )
+        .returning(col(ExecutionJob.provider_job_id))
+    )
+    recorded = result.scalar_one_or_none()
+    if recorded is not None:
+        return str(recorded)
+    job = await session.get(ExecutionJob, job_record_id)
+    if job is None or job.provider_job_id is None:
+        raise LookupError(f"job {job_record_id} does not exist")
+    return job.provider_job_id
+
+
+def _status_for(snapshot: ProviderSnapshot) -> JobStatus:
+    # The provider queueing our job is still "queued" for users; anything else is under way.
+    return JobStatus.QUEUED if snapshot.state == "queued" else JobStatus.PROCESSING
+
+
+async def record_poll(
+    *,
+    session: AsyncSession,
+    job_record_id: str,
+    attempt: int,
+    next_poll_at: datetime | None,
+    snapshot: ProviderSnapshot,
+) -> None:
+    """Record one poll: its attempt number, when the next one is due, what the provider said."""
+    await session.execute(
+        update(ExecutionJob)
+        .where(col(ExecutionJob.id) == job_record_id, col(ExecutionJob.status).not_in(_TERMINAL))
+        .values(
+            poll_attempts=attempt,
+            next_poll_at=next_poll_at,
+            provider_job_status=snapshot.provider_status,
+            status=_status_for(snapshot).value,
+            progress=snapshot.progress,
+            updated_at=utcnow(),
+        )
+    )
+
+
+async def record_provider_progress(
+    *, session: AsyncSession, job_record_id: str, snapshot: ProviderSnapshot
+) -> None:
+    """Record a non-terminal provider update (a `start` or `logs` webhook) on a running job."""
+    values: dict[str, Any] = {
+        "provider_job_status": snapshot.provider_status,
+        "updated_at": utcnow(),
+        "status": _status_for(snapshot).value,
+    }
+    if snapshot.progress is not None:
+        values["progress"] = snapshot.progress
+    await session.execute(
+        update(ExecutionJob)
+        .where(
+            col(ExecutionJob.id) == job_record_id,
+            col(ExecutionJob.status).not_in(_TERMINAL),
+            col(ExecutionJob.provider_job_id) == snapshot.provider_job_id,
+        )
+        .values(**values)
+    )
+
+
+async def apply_job_update(*, session: AsyncSession, update_: JobUpdate) -> None:
+    """Move a job to a new status, with its outputs or error."""
+    now = utcnow()
+    values: dict[str, Any] = {"status": update_.status.value, "updated_at": now}
+    if update_.provider_status is not None:
+        values["provider_job_status"] = update_.provider_status
+    if update_.error is not None:
+        values["error"] = update_.error
+    if update_.outputs is not None:
+        values["outputs"] = [asdict(output) for output in update_.outputs]
+    if update_.status is JobStatus.COMPLETED:
+        values["progress"] = 1.0
+    if update_.status.terminal:
+        values["completed_at"] = now
+        values["next_poll_at"] = None
+    await session.execute(
+        update(ExecutionJob).where(col(ExecutionJob.id) == update_.job_record_id).values(**values)
+    )
+
+
+async def apply_execution_update(*, session: AsyncSession, update_: ExecutionUpdate) -> None:
+    """Move an execution to a new status."""
+    now = utcnow()
+    values: dict[str, Any] = {"status": update_.status.value, "updated_at": now}
+    if update_.error is not None:
+        values["error"] = update_.error
+    if update_.status in ("completed", "failed", "canceled"):
+        values["completed_at"] = now
+    await session.execute(
+        update(Execution).where(col(Execution.id) == update_.execution_id).values(**values)
+    )

@@ -1,0 +1,229 @@
+"""Submitting executions: database rows first, then the workflow, idempotently."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from reelflow.config import Settings
+from reelflow.db import repository
+from reelflow.db.engine import Database
+from reelflow.db.models import Execution, ExecutionJob
+from reelflow.plan import ValidatedPlan
+from reelflow.providers.registry import get_model
+from reelflow.temporal import execution_workflow_id
+from reelflow.types import (
+    ExecutionInput,
+    ExecutionStatus,
+    ExecutionUpdate,
+    JobStatus,
+    PollSchedule,
+    ProviderJobInput,
+    WaitingStrategy,
+)
+from workflows.execution import ExecutionWorkflow
+
+__all__ = [
+    "StartFailed",
+    "Submission",
+    "execution_input",
+    "poll_schedule",
+    "submit_execution",
+    "webhook_url",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class StartFailed(Exception):
+    """The execution was recorded but its workflow could not be started."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The outcome of a submission."""
+
+    execution: Execution
+    """The execution row (a previous one, for a repeated Idempotency-Key)."""
+    jobs: list[ExecutionJob]
+    """Its jobs in plan order."""
+    created: bool
+    """False when the Idempotency-Key matched an earlier submission."""
+
+
+def webhook_url(settings: Settings, job_record_id: str) -> str | None:
+    """Where providers report on a job, or None when they cannot reach us."""
+    if settings.api_base_url is None:
+        return None
+    return f"{settings.api_base_url}/api/webhooks/job/{job_record_id}"
+
+
+def poll_schedule(settings: Settings, strategy: WaitingStrategy) -> PollSchedule:
+    """Polling-only jobs poll on the backoff schedule; webhook jobs poll sparsely, as a net."""
+    if strategy is WaitingStrategy.POLLING:
+        return PollSchedule(
+            first_poll_s=settings.poll_initial_backoff_s,
+            next_interval_s=settings.poll_initial_backoff_s * settings.poll_backoff_multiplier,
+            multiplier=settings.poll_backoff_multiplier,
+            max_interval_s=settings.poll_max_interval_s,
+            max_attempts=settings.poll_max_attempts,
+        )
+    return PollSchedule(
+        first_poll_s=settings.webhook_safety_poll_s,
+        next_interval_s=settings.webhook_safety_poll_s,
+        multiplier=1.0,
+        max_interval_s=settings.webhook_safety_poll_s,
+        max_attempts=0,
+    )
+
+
+def _strategy(settings: Settings, params: dict[str, Any], capabilities: frozenset[str]) -> str:
+    requested = params.get("waitingStrategy")
+    if requested:
+        return str(requested)
+    if "webhook" in capabilities and settings.api_base_url is not None:
+        return WaitingStrategy.WEBHOOK.value
+    return WaitingStrategy.POLLING.value
+
+
+def _rows(
+    settings: Settings, plan: ValidatedPlan, raw_plan: dict[str, Any], idempotency_key: str | None
+) -> tuple[Execution, list[ExecutionJob]]:
+    now = repository.utcnow()
+    execution = Execution(
+        id=str(uuid.uuid4()),
+        status=ExecutionStatus.QUEUED.value,
+        plan=raw_plan,
+        meta=plan.metadata,
+        idempotency_key=idempotency_key,
+        created_at=now,
+        updated_at=now,
+    )
+    jobs = [
+        ExecutionJob(
+            id=str(uuid.uuid4()),
+            execution_id=execution.id,
+            job_id=job.id,
+            position=position,
+            operation=job.operation,
+            model_id=job.model.id,
+            provider=job.model.provider,
+            params=job.params,
+            depends_on=list(job.depends_on),
+            status=JobStatus.PENDING.value,
+            outputs=[],
+            waiting_strategy=_strategy(settings, job.params, job.model.capabilities),
+            created_at=now,
+            updated_at=now,
+        )
+        for position, job in enumerate(plan.jobs)
+    ]
+    return execution, jobs
+
+
+def execution_input(
+    settings: Settings, execution_id: str, jobs: list[ExecutionJob]
+) -> ExecutionInput:
+    """The workflow input for an execution, rebuilt from its rows."""
+    inputs = []
+    for job in jobs:
+        model = get_model(job.model_id or "")
+        if model is None or job.provider is None:
+            raise ValueError(f"job {job.id} has no known model")
+        strategy = WaitingStrategy(job.waiting_strategy or WaitingStrategy.POLLING.value)
+        inputs.append(
+            ProviderJobInput(
+                job_record_id=job.id,
+                execution_id=execution_id,
+                job_id=job.job_id,
+                model_id=model.id,
+                provider=job.provider,
+                params=job.params,
+                waiting_strategy=strategy,
+                webhook_url=webhook_url(settings, job.id)
+                if strategy is WaitingStrategy.WEBHOOK
+                else None,
+                depends_on=list(job.depends_on),
+                deadline_seconds=model.deadline_seconds,
+                poll=poll_schedule(settings, strategy),
+            )
+        )
+    return ExecutionInput(execution_id=execution_id, jobs=inputs)
+
+
+async def submit_execution(
+    *,
+    db: Database,
+    temporal: Client,
+    settings: Settings,
+    plan: ValidatedPlan,
+    raw_plan: dict[str, Any],
+    idempotency_key: str | None,
+) -> Submission:
+    """Record a validated plan and start its workflow.
+
+    A repeated Idempotency-Key returns the earlier execution, and starts its workflow if an
+    earlier attempt recorded it but died before starting it (workflow ids make that safe).
+
+    Raises:
+        StartFailed: Temporal could not be reached; the execution is marked failed.
+    """
+    execution, jobs = _rows(settings, plan, raw_plan, idempotency_key)
+    created = True
+    try:
+        async with db.session() as session:
+            await repository.add_execution(session=session, execution=execution, jobs=jobs)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        created = False
+        async with db.session() as session:
+            existing = await repository.get_execution_by_idempotency_key(
+                session=session, idempotency_key=idempotency_key
+            )
+            if existing is None:
+                raise
+            execution = existing
+            jobs = await repository.list_execution_jobs(session=session, execution_id=existing.id)
+    if created or execution.status == ExecutionStatus.QUEUED.value:
+        await _start_workflow(
+            db=db, temporal=temporal, settings=settings, execution=execution, jobs=jobs
+        )
+    return Submission(execution=execution, jobs=jobs, created=created)
+
+
+async def _start_workflow(
+    *,
+    db: Database,
+    temporal: Client,
+    settings: Settings,
+    execution: Execution,
+    jobs: list[ExecutionJob],
+) -> None:
+    try:
+        await temporal.start_workflow(
+            ExecutionWorkflow.run,
+            execution_input(settings, execution.id, jobs),
+            id=execution_workflow_id(execution.id),
+            task_queue=settings.task_queue,
+        )
+    except WorkflowAlreadyStartedError:
+        return
+    except RPCError as error:
+        logger.error("Could not start execution %s: %s", execution.id, error.message)
+        async with db.session() as session:
+            await repository.apply_execution_update(
+                session=session,
+                update_=ExecutionUpdate(
+                    execution.id, ExecutionStatus.FAILED, "the workflow engine was unavailable"
+                ),
+            )
+        raise StartFailed("the workflow engine is unavailable; try again") from error
+    logger.info("Execution %s started with %d job(s)", execution.id, len(jobs))

@@ -1,0 +1,473 @@
+"""Replicate adapter: predictions over Replicate's HTTP API, webhooks signed with Standard Webhooks.
+
+Every response and webhook body is a prediction, read by one function (`_parse_prediction`) into a
+`ProviderSnapshot`. Two of Replicate's states need a decision:
+
+- `aborted` maps to FAILED. Replicate uses it for a prediction whose deadline passed before it
+  started running. We never asked for that cancellation, and a job that never ran has failed;
+  CANCELED would read as "someone cancelled this job" in the status API and in the workflow.
+- A `succeeded` prediction without usable output maps to FAILED, with `provider_status` still
+  `succeeded` and the error saying why. That covers `data_removed` (Replicate deletes outputs about
+  an hour after completion) and output holding no http(s) URL. The persist step re-fetches a job
+  when its output URLs have expired; Replicate never re-issues URLs, so all a re-fetch can learn is
+  that the outputs are gone for good, and a terminal FAILED snapshot says so through the path
+  every caller already handles. A SUCCEEDED snapshot without URLs would let a job "complete" with
+  nothing stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from reelflow.providers.errors import (
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+    WebhookVerificationError,
+)
+from reelflow.providers.signatures import SignatureMismatchError, verify_standard_webhook
+from reelflow.types import ProviderSnapshot, ProviderState
+
+__all__ = ["ReplicateProvider"]
+
+logger = logging.getLogger(__name__)
+
+_STATES: Final[Mapping[str, ProviderState]] = {
+    "starting": ProviderState.QUEUED,
+    "processing": ProviderState.PROCESSING,
+    "succeeded": ProviderState.SUCCEEDED,
+    "failed": ProviderState.FAILED,
+    "canceled": ProviderState.CANCELED,
+    # Terminal; FAILED rather than CANCELED for the reason in the module docstring.
+    "aborted": ProviderState.FAILED,
+}
+_WEBHOOK_EVENTS: Final = ("start", "output", "logs", "completed")
+# `owner/name` or `owner/name:version` (a version id is 64 hex digits).
+_MODEL_PATH: Final = re.compile(r"([\w.-]+)/([\w.-]+)(?::(\w+))?", re.ASCII)
+# A fetched secret younger than this is current: re-fetching it on every bad signature would let
+# anyone who can reach the webhook route make us call Replicate's API once per forged request.
+_SECRET_REFETCH_AFTER_S: Final = 60.0
+# Messages end up in Temporal history and the status API; a model's traceback or a proxy's HTML
+# error page should not.
+_MAX_MESSAGE_CHARS: Final = 1000
+# The last `NN%` of a line (tqdm's `45%|████▌ | 45/100`) …
+_PERCENT: Final = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d+)?)%")
+# … or else its last `n/m` standing alone, so paths and dates (`2024/05/01`) do not count.
+_STEPS: Final = re.compile(r"(?<![\w./])(\d+)/(\d+)(?![\w./])")
+
+
+class ReplicateProvider:
+    """Runs models on Replicate (https://replicate.com/docs/reference/http).
+
+    The HTTP client is shared and owned by the caller; this class never retries (Temporal does).
+    The token only ever goes into the `Authorization` header: it is kept out of messages, logs
+    and `repr`.
+
+    Args:
+        http: Client for all requests (its timeouts apply).
+        api_base: Replicate's base URL without `/v1`, e.g. `https://api.replicate.com`, or the
+            emulator's.
+        token: Replicate API token.
+        webhook_secret: The `whsec_…` signing secret; when None it is fetched from Replicate on
+            the first webhook and cached.
+        clock: Monotonic seconds, for the age of a fetched secret (a parameter for tests).
+    """
+
+    name = "replicate"
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        api_base: str,
+        token: str,
+        webhook_secret: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not token:
+            raise ValueError("a Replicate API token is required")
+        self._http = http
+        self._api_base = api_base.rstrip("/")
+        self._token = token
+        self._clock = clock
+        self._secret = webhook_secret
+        # None while the secret is the configured one, which is never re-fetched.
+        self._secret_fetched_at: float | None = None
+        self._secret_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"ReplicateProvider(api_base={self._api_base!r})"
+
+    async def create(
+        self, *, model_path: str, inputs: Mapping[str, Any], webhook_url: str | None
+    ) -> ProviderSnapshot:
+        """Create a prediction.
+
+        Args:
+            model_path: `owner/name` for an official model (its latest version) or
+                `owner/name:version` for a pinned version.
+            inputs: The model's input.
+            webhook_url: Where Replicate should send start, output, logs and completed events;
+                None when the caller polls.
+
+        Returns:
+            The new prediction, usually `starting`.
+
+        Raises:
+            ProviderRejected: the model path is malformed or Replicate refused the request.
+            ProviderUnavailable: a transient failure, including rate limiting.
+        """
+        match = _MODEL_PATH.fullmatch(model_path)
+        if match is None:
+            raise ProviderRejected(
+                f"invalid Replicate model path {model_path!r}: expected owner/name[:version]"
+            )
+        owner, model, version = match.groups()
+        body: dict[str, Any] = {"input": dict(inputs)}
+        if version is None:
+            path = f"/v1/models/{owner}/{model}/predictions"
+        else:
+            path = "/v1/predictions"
+            body["version"] = version
+        if webhook_url is not None:
+            body["webhook"] = webhook_url
+            body["webhook_events_filter"] = list(_WEBHOOK_EVENTS)
+        snapshot = self._snapshot_from_response(await self._request("POST", path, body), path)
+        logger.info(
+            "Created Replicate prediction %s for %s (%s)",
+            snapshot.provider_job_id,
+            model_path,
+            "webhook" if webhook_url else "polling",
+        )
+        return snapshot
+
+    async def get(self, provider_job_id: str) -> ProviderSnapshot:
+        """Fetch a prediction's current state.
+
+        Raises:
+            ProviderRejected: the id is empty or unknown to Replicate.
+            ProviderUnavailable: a transient failure, including rate limiting.
+        """
+        path = _prediction_path(provider_job_id)
+        return self._snapshot_from_response(await self._request("GET", path), path)
+
+    async def cancel(self, provider_job_id: str) -> None:
+        """Cancel a prediction so it stops billing.
+
+        Replicate answers a cancel of a finished prediction with the prediction unchanged, so a
+        job that finished meanwhile is not an error.
+
+        Raises:
+            ProviderRejected: the id is empty or unknown to Replicate.
+            ProviderUnavailable: a transient failure, including rate limiting.
+        """
+        path = _prediction_path(provider_job_id, "/cancel")
+        snapshot = self._snapshot_from_response(await self._request("POST", path), path)
+        logger.info(
+            "Cancel of Replicate prediction %s: now %s",
+            snapshot.provider_job_id,
+            snapshot.provider_status,
+        )
+
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> ProviderSnapshot:
+        """Verify a webhook's Standard Webhooks signature and timestamp, then parse its prediction.
+
+        When no secret was configured it is fetched once and cached. If no signature matches a
+        fetched secret that is over a minute old, the secret is fetched again and the webhook
+        verified once more: the account's secret may have been rotated since, and rejecting every
+        webhook until a restart would leave jobs waiting for the polling safety net.
+
+        Raises:
+            WebhookVerificationError: a header is missing, the signature does not match, the
+                timestamp is more than 5 minutes off, or the body is not a prediction.
+            ProviderUnavailable: the secret could not be fetched; the caller should answer with a
+                5xx so that Replicate retries.
+            ProviderRejected: Replicate refused to hand out the secret (e.g. a bad token).
+        """
+        secret = await self._webhook_secret()
+        try:
+            webhook_id = verify_standard_webhook(secret=secret, headers=headers, body=body)
+        except SignatureMismatchError:
+            fresh = await self._refetched_secret(replacing=secret)
+            if fresh is None:
+                raise
+            webhook_id = verify_standard_webhook(secret=fresh, headers=headers, body=body)
+        try:
+            snapshot = _parse_prediction(json.loads(body))
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+            raise WebhookVerificationError(f"body is not a Replicate prediction: {exc}") from exc
+        logger.debug(
+            "Verified Replicate webhook %s: prediction %s is %s",
+            webhook_id,
+            snapshot.provider_job_id,
+            snapshot.provider_status,
+        )
+        return snapshot
+
+    def download_headers(self, url: str) -> dict[str, str]:
+        """No headers: Replicate's output URLs (replicate.delivery) are public."""
+        return {}
+
+    async def _webhook_secret(self) -> str:
+        """The signing secret, fetched on first use; the lock makes concurrent calls fetch once."""
+        async with self._secret_lock:
+            if self._secret is None:
+                self._secret = await self._fetch_webhook_secret()
+                self._secret_fetched_at = self._clock()
+            return self._secret
+
+    async def _refetched_secret(self, *, replacing: str) -> str | None:
+        """A secret other than `replacing`, or None when there is no reason to expect one."""
+        async with self._secret_lock:
+            if self._secret != replacing:
+                # Another webhook already re-fetched it while this one was being verified.
+                return self._secret
+            fetched_at = self._secret_fetched_at
+            if fetched_at is None or self._clock() - fetched_at < _SECRET_REFETCH_AFTER_S:
+                return None
+            fresh = await self._fetch_webhook_secret()
+            self._secret, self._secret_fetched_at = fresh, self._clock()
+        if fresh == replacing:
+            return None
+        logger.warning("Replicate's webhook signing secret has changed; using the new one")
+        return fresh
+
+    async def _fetch_webhook_secret(self) -> str:
+        path = "/v1/webhooks/default/secret"
+        data = await self._request("GET", path)
+        key = data.get("key") if isinstance(data, dict) else None
+        if not isinstance(key, str) or not key:
+            raise ProviderUnavailable(f"Replicate GET {path} returned no signing key")
+        return key
+
+    async def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """Send one request and return its decoded JSON, mapping failures to provider errors."""
+        try:
+            response = await self._http.request(
+                method,
+                f"{self._api_base}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {self._token}"},
+            )
+        # `from None`: the message says what failed, and a chained httpx error would carry its
+        # unredacted text into logs and Temporal failures.
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailable(
+                self._message(f"Replicate {method} {path} timed out: {type(exc).__name__}")
+            ) from None
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(
+                self._message(f"Replicate {method} {path} failed: {type(exc).__name__}: {exc}")
+            ) from None
+
+        status = response.status_code
+        if status == 429:
+            raise ProviderRateLimited(
+                self._message(f"Replicate rate limit on {method} {path}: {_problem(response)}"),
+                retry_after_s=_retry_after_s(response.headers.get("retry-after")),
+            )
+        if status >= 500:
+            raise ProviderUnavailable(
+                self._message(f"Replicate {method} {path} answered {status}: {_problem(response)}")
+            )
+        if status >= 400:
+            raise ProviderRejected(
+                self._message(f"Replicate {method} {path} answered {status}: {_problem(response)}")
+            )
+        if not response.is_success:
+            raise ProviderUnavailable(f"Replicate {method} {path} answered unexpected {status}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ProviderUnavailable(
+                f"Replicate {method} {path} answered {status} with a body that is not JSON"
+            ) from exc
+
+    def _snapshot_from_response(self, data: Any, path: str) -> ProviderSnapshot:
+        try:
+            return _parse_prediction(data)
+        except ValueError as exc:
+            # A 2xx that is not a prediction is Replicate (or a proxy) misbehaving: transient.
+            raise ProviderUnavailable(f"Replicate {path} returned no prediction: {exc}") from exc
+
+    def _message(self, text: str) -> str:
+        """Shorten a message and blank out the token, in case a server or proxy echoed it."""
+        return _truncate(text.replace(self._token, "[redacted]"))
+
+
+def _prediction_path(provider_job_id: str, suffix: str = "") -> str:
+    if not provider_job_id:
+        raise ProviderRejected("empty Replicate prediction id")
+    # Quoted so that an id can never reach another endpoint (`../`, `?`).
+    return f"/v1/predictions/{quote(provider_job_id, safe='')}{suffix}"
+
+
+def _parse_prediction(data: Any) -> ProviderSnapshot:
+    """Read a prediction (API response or webhook body) into a snapshot.
+
+    Raises:
+        ValueError: `data` is not a prediction (no id or status).
+    """
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    prediction_id = data.get("id")
+    status = data.get("status")
+    if not isinstance(prediction_id, str) or not prediction_id or not isinstance(status, str):
+        raise ValueError("no id or status")
+
+    state = _STATES.get(status)
+    if state is None:
+        # A status Replicate adds later must not fail jobs; the job's deadline still bounds it.
+        logger.warning("Unknown Replicate status %r for prediction %s", status, prediction_id)
+        state = ProviderState.PROCESSING
+    error = _error_text(data.get("error"))
+    progress = _progress(data.get("logs"))
+    output_urls: list[str] = []
+
+    if status == "aborted":
+        reason = "Replicate aborted the prediction: its deadline passed before it started"
+        error = f"{reason} ({error})" if error else reason
+    elif state is ProviderState.SUCCEEDED:
+        output = data.get("output")
+        output_urls = _output_urls(output)
+        if data.get("data_removed") is True:
+            state = ProviderState.FAILED
+            error = "Replicate has deleted this prediction's outputs (data_removed)"
+            output_urls = []
+        elif not output_urls:
+            state = ProviderState.FAILED
+            error = (
+                "Replicate reported success but the output holds no http(s) URL "
+                f"(output: {_truncate(json.dumps(output), 200)})"
+            )
+        else:
+            progress = 1.0
+    elif state is ProviderState.FAILED and error is None:
+        error = "Replicate reported the prediction failed without an error message"
+
+    return ProviderSnapshot(
+        provider_job_id=prediction_id,
+        state=state,
+        provider_status=status,
+        output_urls=output_urls,
+        error=error,
+        progress=progress,
+    )
+
+
+def _output_urls(output: Any) -> list[str]:
+    """The http(s) URLs in an output, in order and without duplicates.
+
+    Video models return one URL string; community models may return a list mixing URLs with
+    other values, or an object (e.g. `{"video": url, "poster": url}`) whose URL values count.
+    """
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if _is_http_url(value):
+                found.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    walk(output)
+    return list(dict.fromkeys(found))
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _error_text(value: Any) -> str | None:
+    """A prediction's `error`, which is usually a string but may be an object."""
+    if value is None or value == "":
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return _truncate(text)
+
+
+def _progress(logs: Any) -> float | None:
+    """Fraction done from the last line of `logs` that shows a percentage or an `n/m` step."""
+    if not isinstance(logs, str):
+        return None
+    # splitlines also splits on `\r`, which tqdm uses to redraw its bar in place.
+    for line in reversed(logs.splitlines()):
+        percents = [float(p) for p in _PERCENT.findall(line) if float(p) <= 100]
+        if percents:
+            return percents[-1] / 100
+        steps = [(int(n), int(m)) for n, m in _STEPS.findall(line)]
+        sensible = [(done, total) for done, total in steps if 0 < total and done <= total]
+        if sensible:
+            done, total = sensible[-1]
+            return done / total
+    return None
+
+
+def _problem(response: httpx.Response) -> str:
+    """Replicate's explanation of an error response (RFC 7807 problem JSON, else the text).
+
+    A 422 also lists `invalid_fields`, each `{"type", "field", "description"}`.
+    """
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return response.text.strip() or response.reason_phrase
+    summary = data.get("detail") or data.get("title")
+    parts = [summary.strip()] if isinstance(summary, str) else []
+    fields = data.get("invalid_fields")
+    if isinstance(fields, list):
+        described = [_invalid_field(item) for item in fields if isinstance(item, dict)]
+        if described:
+            parts.append(f"invalid fields: {'; '.join(described)}")
+    return (
+        "; ".join(part for part in parts if part) or response.text.strip() or response.reason_phrase
+    )
+
+
+def _invalid_field(item: Mapping[str, Any]) -> str:
+    field = item.get("field")
+    description = str(item.get("description") or item.get("type") or "invalid")
+    return f"{field}: {description}" if isinstance(field, str) and field else description
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delay-seconds or an HTTP date."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _truncate(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"

@@ -1,0 +1,24 @@
+"""The Temporal client, created once per process, and the ids reelflow gives workflows."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+
+from reelflow.config import Settings
+
+__all__ = ["connect", "execution_workflow_id", "job_workflow_id"]
+
+
+async def connect(settings: Settings) -> Client:
+    """Connect to the configured Temporal frontend."""
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+
+
+def execution_workflow_id(execution_id: str) -> str:
+    """Workflow id of an execution's ExecutionWorkflow."""
+    return f"execution-{execution_id}"
+
+
+def job_workflow_id(job_record_id: str) -> str:
+    """Workflow id of a job's ProviderJobWorkflow."""
+    return f"job-{job_record_id}"
