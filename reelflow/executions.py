@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from reelflow.config import Settings
 from reelflow.db import repository
@@ -31,7 +31,10 @@ from reelflow.types import (
 from workflows.execution import ExecutionWorkflow
 
 __all__ = [
+    "ExecutionFinished",
+    "ExecutionNotFound",
     "StartFailed",
+    "cancel_execution",
     "Submission",
     "execution_input",
     "poll_schedule",
@@ -40,6 +43,18 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_FINISHED = frozenset(
+    {ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value, ExecutionStatus.CANCELED.value}
+)
+
+
+class ExecutionNotFound(Exception):
+    """No execution has this id."""
+
+
+class ExecutionFinished(Exception):
+    """The execution is already over; the message is its final status."""
 
 
 class StartFailed(Exception):
@@ -227,3 +242,24 @@ async def _start_workflow(
             )
         raise StartFailed("the workflow engine is unavailable; try again") from error
     logger.info("Execution %s started with %d job(s)", execution.id, len(jobs))
+
+
+async def cancel_execution(*, db: Database, temporal: Client, execution_id: str) -> None:
+    """Request cancellation of a running execution; repeating the request is harmless.
+
+    Raises:
+        ExecutionNotFound: no such execution.
+        ExecutionFinished: it has already completed, failed or been canceled.
+    """
+    async with db.session() as session:
+        execution = await repository.get_execution(session=session, execution_id=execution_id)
+    if execution is None:
+        raise ExecutionNotFound(execution_id)
+    if execution.status in _FINISHED:
+        raise ExecutionFinished(execution.status)
+    try:
+        await temporal.get_workflow_handle(execution_workflow_id(execution_id)).cancel()
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        raise ExecutionFinished(execution.status) from error

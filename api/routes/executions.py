@@ -9,7 +9,13 @@ from fastapi import APIRouter, Body, Header, HTTPException, Response, status
 from api.deps import ServicesDep
 from api.schemas import ExecutionAccepted, ExecutionStatusView, ProblemList
 from reelflow.db import repository
-from reelflow.executions import StartFailed, submit_execution
+from reelflow.executions import (
+    ExecutionFinished,
+    ExecutionNotFound,
+    StartFailed,
+    cancel_execution,
+    submit_execution,
+)
 from reelflow.plan import validate_submission
 
 __all__ = ["router"]
@@ -62,3 +68,23 @@ async def execution_status(services: ServicesDep, execution_id: str) -> Executio
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no execution {execution_id!r}")
         jobs = await repository.list_execution_jobs(session=session, execution_id=execution_id)
     return ExecutionStatusView.of(execution, jobs)
+
+
+@router.post(
+    "/executions/{execution_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={404: {"description": "No such execution"}, 409: {"description": "Already over"}},
+)
+async def cancel(services: ServicesDep, execution_id: str) -> dict[str, str]:
+    """Ask a running execution to cancel; its provider jobs are cancelled at the providers."""
+    try:
+        await cancel_execution(
+            db=services.db, temporal=services.temporal, execution_id=execution_id
+        )
+    except ExecutionNotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no execution {execution_id!r}") from error
+    except ExecutionFinished as error:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"execution {execution_id} is already {error}"
+        ) from error
+    return {"executionId": execution_id, "status": "canceling"}

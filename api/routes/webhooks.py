@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import ServicesDep
-from reelflow.providers.errors import WebhookVerificationError
+from reelflow.providers.errors import ProviderError, WebhookVerificationError
 from reelflow.webhooks import UnknownJob, receive_webhook
 
 __all__ = ["router"]
@@ -22,6 +22,7 @@ router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
     responses={
         401: {"description": "Bad or stale signature"},
         404: {"description": "No such job"},
+        503: {"description": "Verification unavailable; deliver again later"},
     },
 )
 async def job_webhook(
@@ -43,4 +44,11 @@ async def job_webhook(
     except WebhookVerificationError as error:
         logger.warning("[Webhook] Rejected webhook for job %s: %s", job_record_id, error)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"webhook rejected: {error}") from error
+    except ProviderError as error:
+        # We could not fetch what verification needs (the signing secret): the provider should
+        # deliver again later, which a 5xx asks for.
+        logger.error("[Webhook] Cannot verify webhook for job %s: %s", job_record_id, error)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "webhook verification is unavailable"
+        ) from error
     return {"result": outcome.value}
