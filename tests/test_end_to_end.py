@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -121,8 +122,6 @@ async def _webhook_secret(emulator: httpx.AsyncClient) -> str:
 def _signed(
     secret: str, body: dict[str, Any], *, at: float | None = None
 ) -> tuple[bytes, dict[str, str]]:
-    from datetime import UTC, datetime
-
     payload = json.dumps(body)
     timestamp = datetime.fromtimestamp(at or time.time(), tz=UTC)
     msg_id = f"msg_{time.monotonic_ns()}"

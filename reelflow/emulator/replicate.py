@@ -33,6 +33,7 @@ from reelflow.emulator.webhooks import WebhookDelivery, standard_webhooks_signer
 
 __all__ = [
     "MODELS",
+    "PREFIX",
     "InputField",
     "Prediction",
     "PredictionStatus",
@@ -571,13 +572,13 @@ def _not_found() -> ProviderHTTPError:
     )
 
 
-def get_backend(request: Request) -> ReplicateBackend:
+def _get_backend(request: Request) -> ReplicateBackend:
     """The app's `ReplicateBackend` (a FastAPI dependency)."""
     backend: ReplicateBackend = request.app.state.replicate
     return backend
 
 
-BackendDep = Annotated[ReplicateBackend, Depends(get_backend)]
+_BackendDep = Annotated[ReplicateBackend, Depends(_get_backend)]
 
 
 def _authenticate(request: Request, state: StateDep) -> None:
@@ -628,12 +629,12 @@ def _model_for_version(reference: object) -> ReplicateModel:
     )
 
 
-api = APIRouter(prefix="/v1", dependencies=[Depends(_authenticate)])
+_api = APIRouter(prefix="/v1", dependencies=[Depends(_authenticate)])
 
 
-@api.post("/models/{owner}/{name}/predictions", status_code=201)
+@_api.post("/models/{owner}/{name}/predictions", status_code=201)
 async def create_model_prediction(
-    owner: str, name: str, request: Request, backend: BackendDep, state: StateDep
+    owner: str, name: str, request: Request, backend: _BackendDep, state: StateDep
 ) -> dict[str, Any]:
     """Create a prediction of an official model."""
     model = MODELS.get(f"{owner}/{name}")
@@ -643,9 +644,9 @@ async def create_model_prediction(
     return prediction.to_json(_base_url(state.config))
 
 
-@api.post("/predictions", status_code=201)
+@_api.post("/predictions", status_code=201)
 async def create_prediction(
-    request: Request, backend: BackendDep, state: StateDep
+    request: Request, backend: _BackendDep, state: StateDep
 ) -> dict[str, Any]:
     """Create a prediction of a model version named by `version`."""
     body = await _read_json_object(request)
@@ -653,17 +654,17 @@ async def create_prediction(
     return prediction.to_json(_base_url(state.config))
 
 
-@api.get("/predictions/{prediction_id}")
+@_api.get("/predictions/{prediction_id}")
 async def get_prediction(
-    prediction_id: str, backend: BackendDep, state: StateDep
+    prediction_id: str, backend: _BackendDep, state: StateDep
 ) -> dict[str, Any]:
     """Get a prediction's current state."""
     return _prediction_or_404(backend, prediction_id).to_json(_base_url(state.config))
 
 
-@api.post("/predictions/{prediction_id}/cancel")
+@_api.post("/predictions/{prediction_id}/cancel")
 async def cancel_prediction(
-    prediction_id: str, backend: BackendDep, state: StateDep
+    prediction_id: str, backend: _BackendDep, state: StateDep
 ) -> dict[str, Any]:
     """Cancel a prediction; a finished one is returned unchanged."""
     prediction = _prediction_or_404(backend, prediction_id)
@@ -671,7 +672,7 @@ async def cancel_prediction(
     return prediction.to_json(_base_url(state.config))
 
 
-@api.get("/webhooks/default/secret")
+@_api.get("/webhooks/default/secret")
 async def get_webhook_secret(state: StateDep) -> dict[str, str]:
     """The secret that signs every webhook."""
     return {"key": state.config.replicate_webhook_secret}
@@ -679,11 +680,11 @@ async def get_webhook_secret(state: StateDep) -> dict[str, str]:
 
 router = APIRouter(tags=["replicate"])
 """Replicate's API (under `/v1`, authenticated), output files and prediction pages."""
-router.include_router(api)
+router.include_router(_api)
 
 
 @router.api_route("/delivery/{prediction_id}/" + _OUTPUT_FILENAME, methods=["GET", "HEAD"])
-async def get_output(prediction_id: str, backend: BackendDep, state: StateDep) -> FileResponse:
+async def get_output(prediction_id: str, backend: _BackendDep, state: StateDep) -> FileResponse:
     """Stream a succeeded prediction's video, like `replicate.delivery` (public, no token)."""
     prediction = _prediction_or_404(backend, prediction_id)
     if prediction.output is None:
@@ -696,7 +697,7 @@ async def get_output(prediction_id: str, backend: BackendDep, state: StateDep) -
 
 @router.get("/p/{prediction_id}")
 async def get_prediction_page(
-    prediction_id: str, backend: BackendDep, state: StateDep
+    prediction_id: str, backend: _BackendDep, state: StateDep
 ) -> dict[str, Any]:
     """Stand-in for the prediction's web page (`urls.web`): its JSON, without a token."""
     return _prediction_or_404(backend, prediction_id).to_json(_base_url(state.config))
