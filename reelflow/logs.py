@@ -16,3 +16,5 @@ def configure_logging() -> None:
     )
     # httpx logs every request at INFO, URLs included; keep those for debugging only.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # pgserver narrates every command it runs at INFO.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)

@@ -8,8 +8,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.exceptions import TimeoutError as TemporalTimeout
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from activities.persist import PersistActivities
@@ -110,7 +109,7 @@ class ProviderJobWorkflow:
                 # Past the deadline or out of polls: stop the provider's clock before failing.
                 await self._cancel_at_provider(job)
                 timed_out = isinstance(error, TimeoutError) or (
-                    isinstance(error, ActivityError) and isinstance(error.cause, TemporalTimeout)
+                    isinstance(error, ActivityError) and error.retry_state is RetryState.TIMEOUT
                 )
                 message = (
                     f"no result within the deadline of {job.deadline_seconds} s;"
@@ -172,7 +171,15 @@ class ProviderJobWorkflow:
         )
         signal = asyncio.ensure_future(workflow.wait_condition(signalled))
         try:
-            await workflow.wait([poll, signal], return_when=asyncio.FIRST_COMPLETED)
+            # The workflow keeps the deadline itself rather than trusting the activity's
+            # schedule-to-close alone: a late signal or a slow poll must not stretch it.
+            done, _ = await workflow.wait(
+                [poll, signal],
+                timeout=remaining().total_seconds(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not done:
+                raise TimeoutError
         finally:
             for pending in (poll, signal):
                 if not pending.done():
@@ -263,4 +270,8 @@ class ProviderJobWorkflow:
 
 def _is_poll_exhausted(error: ActivityError) -> bool:
     cause = error.cause
-    return isinstance(cause, ApplicationError) and cause.type == JOB_STILL_RUNNING
+    return (
+        error.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED
+        and isinstance(cause, ApplicationError)
+        and cause.type == JOB_STILL_RUNNING
+    )
