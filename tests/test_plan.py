@@ -41,7 +41,7 @@ def test_one_plan_with_many_errors_reports_all_of_them() -> None:
         generate_job("a"),
         {"id": "b", "operation": "pipeline:unknown", "params": {}},
         generate_job("c", modelId="acme/nonexistent"),
-        generate_job("d", durationSeconds=7, aspectRatio="2:1", colour="red"),
+        generate_job("d", durationSeconds=13, aspectRatio="2:1", colour="red"),
         {"id": "bad id!", "operation": "pipeline:generate"},
         generate_job("e", waitingStrategy="carrier-pigeon"),
         {**generate_job("f"), "dependsOn": ["f", "ghost"]},
@@ -59,7 +59,7 @@ def test_one_plan_with_many_errors_reports_all_of_them() -> None:
         "executionPlan.jobs[3].params.modelId": (
             "unknown model 'acme/nonexistent'; see GET /api/models"
         ),
-        "executionPlan.jobs[4].params.durationSeconds": "Input should be 5 or 10",
+        "executionPlan.jobs[4].params.durationSeconds": "Input should be less than or equal to 12",
         "executionPlan.jobs[4].params.aspectRatio": found.get(
             "executionPlan.jobs[4].params.aspectRatio"
         ),

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -136,7 +137,9 @@ def job_input(
     )
 
 
-async def run_job(client: Client, provider: Provider, job: ProviderJobInput) -> Any:
+@asynccontextmanager
+async def worker_for(client: Client, provider: Provider) -> AsyncIterator[str]:
+    """Run both workflows with the provider's stand-in activities on a fresh task queue."""
     queue = f"q-{uuid.uuid4()}"
     async with Worker(
         client,
@@ -144,6 +147,11 @@ async def run_job(client: Client, provider: Provider, job: ProviderJobInput) -> 
         workflows=[ProviderJobWorkflow, ExecutionWorkflow],
         activities=provider.activities(),
     ):
+        yield queue
+
+
+async def run_job(client: Client, provider: Provider, job: ProviderJobInput) -> Any:
+    async with worker_for(client, provider) as queue:
         return await client.execute_workflow(
             ProviderJobWorkflow.run, job, id=f"job-{job.job_record_id}", task_queue=queue
         )
@@ -217,13 +225,7 @@ async def test_rejected_start_fails_the_job_with_the_providers_message(
 async def test_webhook_signal_completes_the_job_before_any_poll(env: WorkflowEnvironment) -> None:
     provider = Provider()
     job = job_input(strategy=WaitingStrategy.WEBHOOK)
-    queue = f"q-{uuid.uuid4()}"
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[ProviderJobWorkflow],
-        activities=provider.activities(),
-    ):
+    async with worker_for(env.client, provider) as queue:
         handle = await env.client.start_workflow(
             ProviderJobWorkflow.run, job, id=f"job-{job.job_record_id}", task_queue=queue
         )
@@ -249,13 +251,7 @@ async def test_failed_job_skips_its_dependents_and_fails_the_execution(
     )
     first = job_input("first")
     second = job_input("second", depends_on=["first"])
-    queue = f"q-{uuid.uuid4()}"
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[ProviderJobWorkflow, ExecutionWorkflow],
-        activities=provider.activities(),
-    ):
+    async with worker_for(env.client, provider) as queue:
         result = await env.client.execute_workflow(
             ExecutionWorkflow.run,
             ExecutionInput("exec-1", [first, second]),
@@ -275,13 +271,7 @@ async def test_failed_job_skips_its_dependents_and_fails_the_execution(
 async def test_cancelling_an_execution_cancels_its_provider_jobs(env: WorkflowEnvironment) -> None:
     provider = Provider()
     job = job_input()
-    queue = f"q-{uuid.uuid4()}"
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[ProviderJobWorkflow, ExecutionWorkflow],
-        activities=provider.activities(),
-    ):
+    async with worker_for(env.client, provider) as queue:
         handle = await env.client.start_workflow(
             ExecutionWorkflow.run,
             ExecutionInput("exec-1", [job]),

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.records import RecordActivities
     from reelflow.temporal import job_workflow_id
     from reelflow.types import (
         ExecutionInput,
@@ -23,12 +20,9 @@ with workflow.unsafe.imports_passed_through():
         ProviderJobInput,
     )
     from workflows.provider_job import ProviderJobWorkflow
+    from workflows.recording import record_execution, record_job
 
 __all__ = ["ExecutionWorkflow"]
-
-_DATABASE_WRITE = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
-)
 
 
 @workflow.defn
@@ -52,7 +46,7 @@ class ExecutionWorkflow:
         self._outcomes = {
             job.job_id: JobOutcome(job.job_record_id, JobStatus.PENDING) for job in execution.jobs
         }
-        await self._record(ExecutionUpdate(execution.execution_id, ExecutionStatus.RUNNING))
+        await record_execution(ExecutionUpdate(execution.execution_id, ExecutionStatus.RUNNING))
         self._status = ExecutionStatus.RUNNING
         running: dict[str, asyncio.Task[JobOutcome]] = {}
         try:
@@ -67,7 +61,7 @@ class ExecutionWorkflow:
                 if not self._outcomes[job.job_id].status.terminal:
                     await self._mark(job, JobStatus.CANCELED, "the execution was canceled")
             self._status = ExecutionStatus.CANCELED
-            await self._record(
+            await record_execution(
                 ExecutionUpdate(execution.execution_id, ExecutionStatus.CANCELED, "canceled")
             )
             raise
@@ -84,7 +78,7 @@ class ExecutionWorkflow:
                 + (f" ({self._outcomes[job_id].error})" if self._outcomes[job_id].error else "")
                 for job_id in failed
             )
-        await self._record(ExecutionUpdate(execution.execution_id, self._status, summary))
+        await record_execution(ExecutionUpdate(execution.execution_id, self._status, summary))
         return self.state()
 
     async def _run_jobs(
@@ -128,25 +122,9 @@ class ExecutionWorkflow:
             )
         except ChildWorkflowError as error:
             message = str(error.cause) if error.cause is not None else str(error)
-            await self._record_job(JobUpdate(job.job_record_id, JobStatus.FAILED, error=message))
+            await record_job(JobUpdate(job.job_record_id, JobStatus.FAILED, error=message))
             return JobOutcome(job.job_record_id, JobStatus.FAILED, error=message)
 
     async def _mark(self, job: ProviderJobInput, status: JobStatus, reason: str) -> None:
-        await self._record_job(JobUpdate(job.job_record_id, status, error=reason))
+        await record_job(JobUpdate(job.job_record_id, status, error=reason))
         self._outcomes[job.job_id] = JobOutcome(job.job_record_id, status, error=reason)
-
-    async def _record_job(self, update: JobUpdate) -> None:
-        await workflow.execute_activity_method(
-            RecordActivities.record_job,
-            update,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DATABASE_WRITE,
-        )
-
-    async def _record(self, update: ExecutionUpdate) -> None:
-        await workflow.execute_activity_method(
-            RecordActivities.record_execution,
-            update,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DATABASE_WRITE,
-        )

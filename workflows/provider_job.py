@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import builtins
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -13,7 +12,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 with workflow.unsafe.imports_passed_through():
     from activities.persist import PersistActivities
     from activities.provider_jobs import JOB_STILL_RUNNING, ProviderJobActivities
-    from activities.records import RecordActivities
     from reelflow.types import (
         CancelInput,
         JobOutcome,
@@ -25,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ProviderSnapshot,
         ProviderState,
     )
+    from workflows.recording import record_job
 
 __all__ = ["ProviderJobWorkflow"]
 
@@ -33,9 +32,6 @@ _PROVIDER_CALL = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=10,
-)
-_DATABASE_WRITE = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
 )
 _PERSIST = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -84,7 +80,7 @@ class ProviderJobWorkflow:
             # Cancelling the workflow must stop the provider's billing too.
             if self._provider_job_id is not None:
                 await self._cancel_at_provider(job)
-            await self._record(JobUpdate(job.job_record_id, JobStatus.CANCELED, error="canceled"))
+            await record_job(JobUpdate(job.job_record_id, JobStatus.CANCELED, error="canceled"))
             raise
 
     async def _run(self, job: ProviderJobInput) -> JobOutcome:
@@ -143,7 +139,7 @@ class ProviderJobWorkflow:
         def remaining() -> timedelta:
             left = deadline - workflow.now()
             if left <= timedelta(0):
-                raise builtins.TimeoutError
+                raise TimeoutError
             return left
 
         def signalled() -> bool:
@@ -154,7 +150,7 @@ class ProviderJobWorkflow:
         try:
             await workflow.wait_condition(signalled, timeout=first_wait)
             return self._terminal_events[provider_job_id]
-        except builtins.TimeoutError:
+        except TimeoutError:
             pass
 
         poll = workflow.start_activity_method(
@@ -220,7 +216,7 @@ class ProviderJobWorkflow:
                 provider_status=snapshot.provider_status,
                 error=f"storing the output failed: {_failure_message(error)}",
             )
-        await self._record(
+        await record_job(
             JobUpdate(
                 job.job_record_id,
                 JobStatus.COMPLETED,
@@ -239,17 +235,9 @@ class ProviderJobWorkflow:
         error: str,
         provider_status: str | None = None,
     ) -> JobOutcome:
-        await self._record(JobUpdate(job.job_record_id, status, provider_status, error=error))
+        await record_job(JobUpdate(job.job_record_id, status, provider_status, error=error))
         self._status = status
         return JobOutcome(job.job_record_id, status, error=error)
-
-    async def _record(self, update: JobUpdate) -> None:
-        await workflow.execute_activity_method(
-            RecordActivities.record_job,
-            update,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DATABASE_WRITE,
-        )
 
     async def _cancel_at_provider(self, job: ProviderJobInput) -> None:
         assert self._provider_job_id is not None

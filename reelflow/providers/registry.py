@@ -33,7 +33,7 @@ class SeedanceParams(_GenerateParams):
     """ByteDance Seedance 1 (pro and lite) on Replicate."""
 
     imageUrl: str | None = Field(default=None, pattern=r"^https?://")
-    durationSeconds: Literal[5, 10] = 5
+    durationSeconds: int = Field(default=5, ge=2, le=12)
     aspectRatio: Literal["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"] = "16:9"
     resolution: Literal["480p", "720p", "1080p"] = "1080p"
 
