@@ -17,7 +17,7 @@ from reelflow.providers.errors import (
     ProviderRateLimited,
     ProviderRejected,
 )
-from reelflow.providers.registry import get_model
+from reelflow.providers.registry import ModelSpec, get_model
 from reelflow.types import (
     CancelInput,
     PollInput,
@@ -48,6 +48,13 @@ def as_application_error(error: ProviderError) -> ApplicationError:
     )
 
 
+def _model(model_id: str) -> ModelSpec:
+    model = get_model(model_id)
+    if model is None:
+        raise ApplicationError(f"unknown model {model_id!r}", non_retryable=True)
+    return model
+
+
 class ProviderJobActivities:
     """Provider calls made on behalf of ProviderJobWorkflow."""
 
@@ -71,6 +78,7 @@ class ProviderJobActivities:
         crash reuses it instead of creating (and paying for) a second job.
         """
         provider = self._provider(job.provider)
+        model = _model(job.model_id)
         async with self._db.session() as session:
             row = await repository.get_job(session=session, job_record_id=job.job_record_id)
         if row is None:
@@ -82,10 +90,9 @@ class ProviderJobActivities:
                     job.job_record_id,
                     row.provider_job_id,
                 )
-                return StartJobResult(await provider.get(row.provider_job_id))
-            model = get_model(job.model_id)
-            if model is None:
-                raise ApplicationError(f"unknown model {job.model_id!r}", non_retryable=True)
+                return StartJobResult(
+                    await provider.get(row.provider_job_id, model_path=model.provider_model_path)
+                )
             inputs = model.to_provider_input(model.params_model.model_validate(job.params))
             snapshot = await provider.create(
                 model_path=model.provider_model_path, inputs=inputs, webhook_url=job.webhook_url
@@ -107,8 +114,10 @@ class ProviderJobActivities:
                 snapshot.provider_job_id,
                 recorded,
             )
-            await self._cancel_quietly(provider, snapshot.provider_job_id)
-            snapshot = await provider.get(recorded)
+            await self._cancel_quietly(
+                provider, snapshot.provider_job_id, model.provider_model_path
+            )
+            snapshot = await provider.get(recorded, model_path=model.provider_model_path)
         logger.info(
             "Started job %s on %s as %s (%s)",
             job.job_record_id,
@@ -127,7 +136,9 @@ class ProviderJobActivities:
         attempt = activity.info().attempt
         logger.info("[PollingWorker] Polling job %s (attempt %d)", poll.job_record_id, attempt)
         try:
-            snapshot = await self._provider(poll.provider).get(poll.provider_job_id)
+            snapshot = await self._provider(poll.provider).get(
+                poll.provider_job_id, model_path=_model(poll.model_id).provider_model_path
+            )
         except ProviderError as error:
             raise as_application_error(error) from error
         last = poll.schedule.max_attempts and attempt >= poll.schedule.max_attempts
@@ -153,15 +164,19 @@ class ProviderJobActivities:
     async def cancel_job(self, cancel: CancelInput) -> None:
         """Cancel a job at the provider so that it stops billing."""
         try:
-            await self._provider(cancel.provider).cancel(cancel.provider_job_id)
+            await self._provider(cancel.provider).cancel(
+                cancel.provider_job_id, model_path=_model(cancel.model_id).provider_model_path
+            )
         except ProviderError as error:
             raise as_application_error(error) from error
         logger.info(
             "Cancelled provider job %s of job %s", cancel.provider_job_id, cancel.job_record_id
         )
 
-    async def _cancel_quietly(self, provider: Provider, provider_job_id: str) -> None:
+    async def _cancel_quietly(
+        self, provider: Provider, provider_job_id: str, model_path: str
+    ) -> None:
         try:
-            await provider.cancel(provider_job_id)
+            await provider.cancel(provider_job_id, model_path=model_path)
         except ProviderError:
             logger.exception("Could not cancel duplicate provider job %s", provider_job_id)

@@ -102,6 +102,8 @@ class ProviderSnapshot:
     """The provider's error message, when failed."""
     progress: float | None = None
     """Fraction done in [0, 1], when the provider reports it."""
+    compute_seconds: float | None = None
+    """Compute time the provider bills for, when it reports it."""
 
 
 @dataclass
@@ -168,6 +170,8 @@ class PollInput:
     """The job to poll for."""
     provider: str
     """Provider name."""
+    model_id: str
+    """Registry id of the job's model."""
     provider_job_id: str
     """The provider's id of the job."""
     schedule: PollSchedule
@@ -182,6 +186,8 @@ class CancelInput:
     """The job being cancelled."""
     provider: str
     """Provider name."""
+    model_id: str
+    """Registry id of the job's model."""
     provider_job_id: str
     """The provider's id of the job."""
 

@@ -155,7 +155,7 @@ class ProviderJobWorkflow:
 
         poll = workflow.start_activity_method(
             ProviderJobActivities.poll_job,
-            PollInput(job.job_record_id, job.provider, provider_job_id, schedule),
+            PollInput(job.job_record_id, job.provider, job.model_id, provider_job_id, schedule),
             start_to_close_timeout=timedelta(seconds=60),
             schedule_to_close_timeout=remaining(),
             retry_policy=RetryPolicy(
@@ -244,7 +244,7 @@ class ProviderJobWorkflow:
         try:
             await workflow.execute_activity_method(
                 ProviderJobActivities.cancel_job,
-                CancelInput(job.job_record_id, job.provider, self._provider_job_id),
+                CancelInput(job.job_record_id, job.provider, job.model_id, self._provider_job_id),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=_PROVIDER_CALL,
             )

@@ -26,11 +26,11 @@ class Provider(Protocol):
         """Start a job. `webhook_url` None means the caller will poll."""
         ...
 
-    async def get(self, provider_job_id: str) -> ProviderSnapshot:
-        """Current state of a job."""
+    async def get(self, provider_job_id: str, *, model_path: str) -> ProviderSnapshot:
+        """Current state of a job (some providers address jobs under their model's path)."""
         ...
 
-    async def cancel(self, provider_job_id: str) -> None:
+    async def cancel(self, provider_job_id: str, *, model_path: str) -> None:
         """Ask the provider to stop (and stop billing) a job; a finished job is not an error."""
         ...
 
@@ -39,6 +39,7 @@ class Provider(Protocol):
 
         Raises:
             WebhookVerificationError: the signature, timestamp or body is not acceptable.
+            ProviderError: what verification needs (a signing secret, keys) could not be had.
         """
         ...
 

@@ -153,8 +153,10 @@ class ReplicateProvider:
         )
         return snapshot
 
-    async def get(self, provider_job_id: str) -> ProviderSnapshot:
+    async def get(self, provider_job_id: str, *, model_path: str = "") -> ProviderSnapshot:
         """Fetch a prediction's current state.
+
+        Prediction ids are global at Replicate, so `model_path` is not needed.
 
         Raises:
             ProviderRejected: the id is empty or unknown to Replicate.
@@ -163,8 +165,8 @@ class ReplicateProvider:
         path = _prediction_path(provider_job_id)
         return self._snapshot_from_response(await self._request("GET", path), path)
 
-    async def cancel(self, provider_job_id: str) -> None:
-        """Cancel a prediction so it stops billing.
+    async def cancel(self, provider_job_id: str, *, model_path: str = "") -> None:
+        """Cancel a prediction so it stops billing (`model_path` is not needed).
 
         Replicate answers a cancel of a finished prediction with the prediction unchanged, so a
         job that finished meanwhile is not an error.
@@ -357,6 +359,8 @@ def _parse_prediction(data: Any) -> ProviderSnapshot:
     elif state is ProviderState.FAILED and error is None:
         error = "Replicate reported the prediction failed without an error message"
 
+    metrics = data.get("metrics")
+    predict_time = metrics.get("predict_time") if isinstance(metrics, dict) else None
     return ProviderSnapshot(
         provider_job_id=prediction_id,
         state=state,
@@ -364,6 +368,7 @@ def _parse_prediction(data: Any) -> ProviderSnapshot:
         output_urls=output_urls,
         error=error,
         progress=progress,
+        compute_seconds=float(predict_time) if isinstance(predict_time, int | float) else None,
     )
 
 
