@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,11 +22,11 @@ from reelflow.embedded import database_url
 from reelflow.logs import configure_logging
 from reelflow.providers import build_providers
 from reelflow.storage import create_store
-from reelflow.temporal import connect
+from reelflow.temporal import connect, provider_task_queue
 from workflows.execution import ExecutionWorkflow
 from workflows.provider_job import ProviderJobWorkflow
 
-__all__ = ["build_worker", "main", "run_worker"]
+__all__ = ["build_workers", "main", "run_worker"]
 
 logger = logging.getLogger("reelflow.worker")
 
@@ -34,8 +35,11 @@ MAX_OUTPUT_BYTES = 2 * 1024**3
 
 
 @asynccontextmanager
-async def build_worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
-    """A worker for reelflow's task queue with every workflow and activity registered."""
+async def build_workers(
+    settings: Settings, client: Client | None = None
+) -> AsyncIterator[list[Worker]]:
+    """reelflow's workers: one for the workflows, storage and database activities, and one per
+    configured provider, whose task queue Temporal rate-limits across every worker process."""
     dsn = database_url(settings)
     await apply_migrations(dsn)
     db = Database(dsn)
@@ -44,44 +48,73 @@ async def build_worker(settings: Settings, client: Client | None = None) -> Asyn
     try:
         client = client or await connect(settings)
         providers = build_providers(settings, http)
-        store = create_store(settings)
         provider_jobs = ProviderJobActivities(db=db, providers=providers)
         persist = PersistActivities(
-            http=http, store=store, providers=providers, max_output_bytes=MAX_OUTPUT_BYTES
+            http=http,
+            store=create_store(settings),
+            providers=providers,
+            max_output_bytes=MAX_OUTPUT_BYTES,
         )
         records = RecordActivities(db=db)
-        yield Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=[ExecutionWorkflow, ProviderJobWorkflow],
-            activities=[
-                provider_jobs.start_job,
-                provider_jobs.poll_job,
-                provider_jobs.cancel_job,
-                persist.persist,
-                records.record_job,
-                records.record_execution,
-            ],
-        )
+        workers = [
+            Worker(
+                client,
+                task_queue=settings.task_queue,
+                workflows=[ExecutionWorkflow, ProviderJobWorkflow],
+                activities=[persist.persist, records.record_job, records.record_execution],
+            )
+        ]
+        for name in providers:
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=provider_task_queue(settings.task_queue, name),
+                    activities=[
+                        provider_jobs.start_job,
+                        provider_jobs.poll_job,
+                        provider_jobs.cancel_job,
+                    ],
+                    max_task_queue_activities_per_second=settings.activities_per_second(name),
+                )
+            )
+        yield workers
     finally:
         await http.aclose()
         await db.close()
 
 
 async def run_worker(settings: Settings) -> None:
-    """Run the worker until cancelled."""
-    async with build_worker(settings) as worker:
+    """Run the workers until cancelled."""
+    async with build_workers(settings) as workers:
         logger.info(
-            "Worker polling task queue %r on %s", settings.task_queue, settings.temporal_address
+            "Worker polling task queue %r and its provider queues %s on %s",
+            settings.task_queue,
+            [worker.task_queue for worker in workers[1:]],
+            settings.temporal_address,
         )
-        await worker.run()
+        # A task group: should one worker fail, the others stop too rather than run half a
+        # service.
+        async with asyncio.TaskGroup() as group:
+            for worker in workers:
+                group.create_task(worker.run())
+
+
+async def _run_until_signalled(settings: Settings) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    # SIGTERM (from `reelflow dev`, docker, systemd) shuts down as gracefully as Ctrl-C.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await run_worker(settings)
+    except asyncio.CancelledError:
+        logger.info("Worker stopped")
 
 
 def main() -> None:
-    """Entry point of `python worker.py`."""
+    """Entry point of `python worker.py` and `reelflow worker`."""
     configure_logging()
     try:
-        asyncio.run(run_worker(get_settings()))
+        asyncio.run(_run_until_signalled(get_settings()))
     except KeyboardInterrupt:
         pass
 

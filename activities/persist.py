@@ -23,6 +23,7 @@ __all__ = ["PersistActivities", "output_key"]
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
+_MAX_REDIRECTS = 5
 
 
 def output_key(*, execution_id: str, job_record_id: str, index: int, extension: str) -> str:
@@ -62,9 +63,7 @@ class PersistActivities:
         with tempfile.TemporaryDirectory(prefix="reelflow-") as spool_dir:
             for index, url in enumerate(job.output_urls):
                 spool = Path(spool_dir) / f"output-{index}"
-                content_type, size, digest = await self._download(
-                    url, spool, provider.download_headers(url)
-                )
+                content_type, size, digest = await self._download(url, spool, provider)
                 extension = (
                     mimetypes.guess_extension(content_type) or Path(urlsplit(url).path).suffix
                 )
@@ -89,16 +88,30 @@ class PersistActivities:
                 )
         return PersistResult(outputs)
 
-    async def _download(
-        self, url: str, spool: Path, headers: dict[str, str]
-    ) -> tuple[str, int, str]:
+    async def _open(self, url: str, provider: Provider) -> httpx.Response:
+        """GET `url`, following redirects by hand so each hop gets only its own headers.
+
+        httpx keeps custom headers across a redirect to another host; a provider's download
+        key (Veo's) must go to the provider's host alone, never to where it redirects.
+        """
+        for _ in range(_MAX_REDIRECTS + 1):
+            request = self._http.build_request("GET", url, headers=provider.download_headers(url))
+            response = await self._http.send(request, stream=True, follow_redirects=False)
+            if not response.is_redirect:
+                return response
+            await response.aclose()
+            url = str(response.url.join(response.headers["location"]))
+        raise ApplicationError(
+            f"more than {_MAX_REDIRECTS} redirects", type="DownloadFailed", non_retryable=True
+        )
+
+    async def _download(self, url: str, spool: Path, provider: Provider) -> tuple[str, int, str]:
         digest = hashlib.sha256()
         size = 0
         try:
-            async with self._http.stream(
-                "GET", url, headers=headers, follow_redirects=True
-            ) as response:
-                if response.status_code in (404, 410):
+            response = await self._open(url, provider)
+            try:
+                if response.status_code in (403, 404, 410):
                     raise ApplicationError(
                         f"output {url} is gone (HTTP {response.status_code}); the provider"
                         " deletes outputs after a while",
@@ -125,8 +138,10 @@ class PersistActivities:
                         digest.update(chunk)
                         file.write(chunk)
                         activity.heartbeat(size)
+            finally:
+                await response.aclose()
         except httpx.HTTPError as error:
             raise ApplicationError(
                 f"downloading {url} failed: {type(error).__name__}", type="DownloadFailed"
-            ) from error
+            ) from None
         return content_type, size, digest.hexdigest()

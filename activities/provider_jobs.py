@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -93,7 +94,15 @@ class ProviderJobActivities:
                 return StartJobResult(
                     await provider.get(row.provider_job_id, model_path=model.provider_model_path)
                 )
-            inputs = model.to_provider_input(model.params_model.model_validate(job.params))
+            try:
+                params = model.params_model.model_validate(job.params)
+            except ValidationError as error:
+                # The API validated these params; failing here means the registry changed
+                # under a running job, which no retry will mend.
+                raise ApplicationError(
+                    f"params no longer valid for {model.id}: {error}", non_retryable=True
+                ) from error
+            inputs = model.to_provider_input(params)
             snapshot = await provider.create(
                 model_path=model.provider_model_path, inputs=inputs, webhook_url=job.webhook_url
             )

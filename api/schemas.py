@@ -85,6 +85,8 @@ class JobView(BaseModel):
     pollAttempts: int
     nextPollAt: datetime | None
     progress: float | None
+    computeSeconds: float | None
+    costUsd: float | None
     outputs: list[OutputView]
     error: str | None
     startedAt: datetime | None
@@ -106,6 +108,8 @@ class JobView(BaseModel):
             pollAttempts=job.poll_attempts,
             nextPollAt=job.next_poll_at,
             progress=job.progress,
+            computeSeconds=job.compute_seconds,
+            costUsd=float(job.cost_usd) if job.cost_usd is not None else None,
             outputs=[_output(output) for output in job.outputs],
             error=job.error,
             startedAt=job.started_at,
@@ -132,12 +136,15 @@ class ExecutionStatusView(BaseModel):
     createdAt: datetime
     updatedAt: datetime
     completedAt: datetime | None
+    costUsd: float
+    """Sum of the jobs' estimated costs so far."""
     jobs: list[JobView]
 
     @classmethod
     def of(cls, execution: Execution, jobs: list[ExecutionJob]) -> ExecutionStatusView:
         """Build from database rows."""
         return cls(
+            costUsd=float(sum(job.cost_usd for job in jobs if job.cost_usd is not None)),
             executionId=execution.id,
             status=execution.status,
             metadata=execution.meta,

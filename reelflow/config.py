@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     replicate_api_base: str = "https://api.replicate.com"
     replicate_webhook_secret: SecretStr | None = None
 
+    # fal.ai.
+    fal_key: SecretStr | None = None
+    fal_queue_base: str = "https://queue.fal.run"
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+
+    # Google Gemini API (Veo).
+    gemini_api_key: SecretStr | None = None
+    gemini_api_base: str = "https://generativelanguage.googleapis.com"
+
+    # Provider calls per second, per provider, across all workers (Temporal enforces it on
+    # each provider's task queue). Replicate allows 600 creates/min; fal and Google are
+    # similar; the defaults leave headroom for other clients of the same account.
+    replicate_activities_per_second: float = Field(default=8.0, gt=0)
+    fal_activities_per_second: float = Field(default=8.0, gt=0)
+    veo_activities_per_second: float = Field(default=2.0, gt=0)
+
     # Provider emulator (`reelflow emulator`).
     emulator_host: str = "127.0.0.1"
     emulator_port: int = 3001
@@ -73,10 +89,22 @@ class Settings(BaseSettings):
                 return "postgresql://" + value.removeprefix(prefix)
         return value
 
-    @field_validator("api_base_url", "cdn_base_url", "s3_url")
+    @field_validator(
+        "api_base_url",
+        "cdn_base_url",
+        "s3_url",
+        "replicate_api_base",
+        "fal_queue_base",
+        "gemini_api_base",
+    )
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else None
+
+    def activities_per_second(self, provider: str) -> float:
+        """The configured rate limit of a provider's task queue."""
+        limit: float = getattr(self, f"{provider}_activities_per_second")
+        return limit
 
     @property
     def files_dir(self) -> Path:

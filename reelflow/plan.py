@@ -6,6 +6,7 @@ of the others: each problem carries the JSON path of the value at fault.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,8 +101,8 @@ def _pydantic_problems(error: ValidationError, *prefix: str | int) -> list[PlanP
     return problems
 
 
-def validate_submission(body: Any) -> ValidatedPlan:
-    """Validate a `POST /api/execute` body.
+def validate_submission(body: Any, *, providers: Collection[str]) -> ValidatedPlan:
+    """Validate a `POST /api/execute` body for a deployment that has these providers.
 
     Raises:
         PlanInvalid: with every problem found, each with its JSON path.
@@ -147,7 +148,7 @@ def validate_submission(body: Any) -> ValidatedPlan:
             )
         else:
             first_index[shape.id] = index
-        job = _validate_job(shape, where, problems)
+        job = _validate_job(shape, where, problems, providers)
         if job is not None:
             jobs.append(job)
 
@@ -168,7 +169,10 @@ def validate_submission(body: Any) -> ValidatedPlan:
 
 
 def _validate_job(
-    shape: _JobShape, where: tuple[str | int, ...], problems: list[PlanProblem]
+    shape: _JobShape,
+    where: tuple[str | int, ...],
+    problems: list[PlanProblem],
+    providers: Collection[str],
 ) -> ValidatedJob | None:
     if shape.operation not in OPERATIONS:
         problems.append(
@@ -188,6 +192,15 @@ def _validate_job(
             PlanProblem(
                 _path(*where, "params", "modelId"),
                 f"unknown model {model_id!r}; see GET /api/models",
+            )
+        )
+        return None
+    if model.provider not in providers:
+        problems.append(
+            PlanProblem(
+                _path(*where, "params", "modelId"),
+                f"model {model_id!r} needs provider {model.provider!r}, which this deployment"
+                " has no credentials for",
             )
         )
         return None

@@ -15,12 +15,27 @@ from reelflow.config import Settings
 from reelflow.db.migrate import apply_migrations
 from reelflow.embedded import database_url, start_temporal_dev_server, wait_for_port
 
-__all__ = ["LocalStack", "StackError"]
+__all__ = ["EMULATOR_CREDENTIALS", "LocalStack", "StackError", "emulator_settings"]
 
 logger = logging.getLogger(__name__)
 
-# The emulator accepts this token (its default); real tokens never get here.
-EMULATOR_TOKEN = "r8_emulator"
+# The emulator's default credentials; real ones never get here.
+EMULATOR_CREDENTIALS = {
+    "REPLICATE_API_TOKEN": "r8_emulator",
+    "FAL_KEY": "emulator-key-id:emulator-key-secret",
+    "GEMINI_API_KEY": "emulator-gemini-key",
+}
+
+
+def emulator_settings(emulator_url: str) -> dict[str, str]:
+    """Environment pointing every provider at an emulator on `emulator_url`."""
+    return {
+        **EMULATOR_CREDENTIALS,
+        "REPLICATE_API_BASE": f"{emulator_url}/replicate",
+        "FAL_QUEUE_BASE": f"{emulator_url}/fal",
+        "FAL_JWKS_URL": f"{emulator_url}/fal/.well-known/jwks.json",
+        "GEMINI_API_BASE": f"{emulator_url}/gemini",
+    }
 
 
 class StackError(Exception):
@@ -44,7 +59,11 @@ class LocalStack:
         self._log_dir = log_dir
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.env: dict[str, str] = {}
-        self.uses_emulator = settings.replicate_api_token is None
+        self.uses_emulator = (
+            settings.replicate_api_token is None
+            and settings.fal_key is None
+            and settings.gemini_api_key is None
+        )
 
     @property
     def api_url(self) -> str:
@@ -71,8 +90,7 @@ class LocalStack:
         asyncio.run(apply_migrations(env["DATABASE_URL"]))
         if self.uses_emulator:
             emulator_url = f"http://{settings.emulator_host}:{settings.emulator_port}"
-            env["REPLICATE_API_BASE"] = f"{emulator_url}/replicate"
-            env["REPLICATE_API_TOKEN"] = EMULATOR_TOKEN
+            env.update(emulator_settings(emulator_url))
             env.setdefault("API_BASE_URL", self.api_url)
             self._spawn("emulator", env)
             wait_for_port(settings.emulator_host, settings.emulator_port, timeout_s=30)

@@ -6,7 +6,7 @@ from temporalio.client import Client
 
 from reelflow.config import Settings
 
-__all__ = ["connect", "execution_workflow_id", "job_workflow_id"]
+__all__ = ["connect", "execution_workflow_id", "job_workflow_id", "provider_task_queue"]
 
 
 async def connect(settings: Settings) -> Client:
@@ -22,3 +22,8 @@ def execution_workflow_id(execution_id: str) -> str:
 def job_workflow_id(job_record_id: str) -> str:
     """Workflow id of a job's ProviderJobWorkflow."""
     return f"job-{job_record_id}"
+
+
+def provider_task_queue(task_queue: str, provider: str) -> str:
+    """The task queue of a provider's activities: rate-limited on its own, per provider."""
+    return f"{task_queue}-{provider}"

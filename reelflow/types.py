@@ -244,6 +244,8 @@ class JobUpdate:
     """Stored outputs, when completed."""
     error: str | None = None
     """Error message, when failed, canceled or skipped."""
+    compute_seconds: float | None = None
+    """Compute time the provider reported for the job, when completed."""
 
 
 @dataclass

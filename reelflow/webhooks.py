@@ -33,6 +33,8 @@ class WebhookOutcome(StrEnum):
     """A progress update, written to the job's row."""
     ALREADY_FINISHED = "already_finished"
     """The job's workflow has already closed; nothing to do."""
+    UNTRACKED = "untracked"
+    """Genuine, but about a provider job other than the one this job record tracks."""
 
 
 async def receive_webhook(
@@ -63,6 +65,16 @@ async def receive_webhook(
         job.model_id,
         snapshot.provider_status,
     )
+    if job.provider_job_id is not None and snapshot.provider_job_id != job.provider_job_id:
+        # Signed by the provider, but not about this job's provider job: a duplicate created by
+        # a retried start, or a delivery replayed at another job's URL. It must not count.
+        logger.warning(
+            "[Webhook] Job %s tracks provider job %s, not %s; ignored",
+            job_record_id,
+            job.provider_job_id,
+            snapshot.provider_job_id,
+        )
+        return WebhookOutcome.UNTRACKED
     if not snapshot.state.terminal:
         async with db.session() as session:
             await repository.record_provider_progress(

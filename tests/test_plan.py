@@ -7,17 +7,22 @@ from typing import Any
 import pytest
 
 from reelflow.plan import MAX_JOBS, PlanInvalid, validate_submission
+from reelflow.providers.registry import MODELS
 from tests.factories import generate_job, plan
+
+PROVIDERS = {model.provider for model in MODELS.values()}
 
 
 def problems(body: Any) -> dict[str, str]:
     with pytest.raises(PlanInvalid) as caught:
-        validate_submission(body)
+        validate_submission(body, providers=PROVIDERS)
     return {problem.path: problem.message for problem in caught.value.problems}
 
 
 def test_valid_plan_fills_in_model_defaults() -> None:
-    validated = validate_submission(plan(generate_job("a"), metadata={"user": "u1"}))
+    validated = validate_submission(
+        plan(generate_job("a"), metadata={"user": "u1"}), providers=PROVIDERS
+    )
     [job] = validated.jobs
     assert job.model.id == "bytedance/seedance-1-lite"
     assert job.params["aspectRatio"] == "16:9"
@@ -95,3 +100,11 @@ def test_non_string_prompt_and_wrong_types_are_reported_with_paths() -> None:
     assert "executionPlan.jobs[1].id" in found
     assert "executionPlan.jobs[1].operation" in found
     assert "executionPlan.jobs[1].params" in found
+
+
+def test_model_of_a_provider_without_credentials_is_refused() -> None:
+    with pytest.raises(PlanInvalid) as caught:
+        validate_submission(plan(generate_job("a")), providers={"fal"})
+    [problem] = caught.value.problems
+    assert problem.path == "executionPlan.jobs[0].params.modelId"
+    assert "no credentials for" in problem.message and "'replicate'" in problem.message

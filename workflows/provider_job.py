@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 with workflow.unsafe.imports_passed_through():
     from activities.persist import PersistActivities
     from activities.provider_jobs import JOB_STILL_RUNNING, ProviderJobActivities
+    from reelflow.temporal import provider_task_queue
     from reelflow.types import (
         CancelInput,
         JobOutcome,
@@ -39,6 +40,11 @@ _PERSIST = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=6,
 )
+
+
+def _provider_queue(job: ProviderJobInput) -> str:
+    # Each provider's calls go through a task queue of their own, rate-limited by Temporal.
+    return provider_task_queue(workflow.info().task_queue, job.provider)
 
 
 def _failure_message(error: BaseException) -> str:
@@ -89,6 +95,7 @@ class ProviderJobWorkflow:
             started = await workflow.execute_activity_method(
                 ProviderJobActivities.start_job,
                 job,
+                task_queue=_provider_queue(job),
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=_PROVIDER_CALL,
             )
@@ -156,6 +163,7 @@ class ProviderJobWorkflow:
         poll = workflow.start_activity_method(
             ProviderJobActivities.poll_job,
             PollInput(job.job_record_id, job.provider, job.model_id, provider_job_id, schedule),
+            task_queue=_provider_queue(job),
             start_to_close_timeout=timedelta(seconds=60),
             schedule_to_close_timeout=remaining(),
             retry_policy=RetryPolicy(
@@ -222,6 +230,7 @@ class ProviderJobWorkflow:
                 JobStatus.COMPLETED,
                 provider_status=snapshot.provider_status,
                 outputs=persisted.outputs,
+                compute_seconds=snapshot.compute_seconds,
             )
         )
         self._status = JobStatus.COMPLETED
@@ -245,6 +254,7 @@ class ProviderJobWorkflow:
             await workflow.execute_activity_method(
                 ProviderJobActivities.cancel_job,
                 CancelInput(job.job_record_id, job.provider, job.model_id, self._provider_job_id),
+                task_queue=_provider_queue(job),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=_PROVIDER_CALL,
             )

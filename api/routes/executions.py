@@ -38,7 +38,7 @@ async def execute(
     ] = None,
 ) -> ExecutionAccepted:
     """Validate a plan, record it and start its workflow; the work happens asynchronously."""
-    plan = validate_submission(body)
+    plan = validate_submission(body, providers=services.providers.keys())
     try:
         submission = await submit_execution(
             db=services.db,

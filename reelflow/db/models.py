@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Text
+from sqlalchemy import Column, DateTime, Numeric, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -61,6 +62,8 @@ class ExecutionJob(SQLModel, table=True):
     waiting_strategy: str | None = None
     next_poll_at: datetime | None = _timestamp()
     poll_attempts: int = 0
+    compute_seconds: float | None = None
+    cost_usd: Decimal | None = Field(default=None, sa_column=Column(Numeric(12, 4)))
     created_at: datetime = _timestamp(nullable=False)
     updated_at: datetime = _timestamp(nullable=False)
     started_at: datetime | None = _timestamp()

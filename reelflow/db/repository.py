@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import update
@@ -170,10 +171,16 @@ async def record_provider_progress(
     )
 
 
-async def apply_job_update(*, session: AsyncSession, update_: JobUpdate) -> None:
-    """Move a job to a new status, with its outputs or error."""
+async def apply_job_update(
+    *, session: AsyncSession, update_: JobUpdate, cost_usd: Decimal | None = None
+) -> None:
+    """Move a job to a new status, with its outputs or error, compute time and cost."""
     now = utcnow()
     values: dict[str, Any] = {"status": update_.status.value, "updated_at": now}
+    if update_.compute_seconds is not None:
+        values["compute_seconds"] = update_.compute_seconds
+    if cost_usd is not None:
+        values["cost_usd"] = cost_usd
     if update_.provider_status is not None:
         values["provider_job_status"] = update_.provider_status
     if update_.error is not None:

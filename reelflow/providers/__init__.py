@@ -6,7 +6,9 @@ import httpx
 
 from reelflow.config import Settings
 from reelflow.providers.base import Provider
+from reelflow.providers.fal import FalProvider
 from reelflow.providers.replicate import ReplicateProvider
+from reelflow.providers.veo import VeoProvider
 
 __all__ = ["Provider", "build_providers"]
 
@@ -21,5 +23,18 @@ def build_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, Pr
             api_base=settings.replicate_api_base,
             token=settings.replicate_api_token.get_secret_value(),
             webhook_secret=secret.get_secret_value() if secret else None,
+        )
+    if settings.fal_key is not None:
+        providers["fal"] = FalProvider(
+            http=http,
+            queue_base=settings.fal_queue_base,
+            api_key=settings.fal_key.get_secret_value(),
+            jwks_url=settings.fal_jwks_url,
+        )
+    if settings.gemini_api_key is not None:
+        providers["veo"] = VeoProvider(
+            http=http,
+            api_base=settings.gemini_api_base,
+            api_key=settings.gemini_api_key.get_secret_value(),
         )
     return providers

@@ -18,24 +18,28 @@ Every response and webhook body is a prediction, read by one function (`_parse_p
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from reelflow.providers.errors import (
-    ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
     WebhookVerificationError,
+)
+from reelflow.providers.http import (
+    decode_json,
+    is_http_url,
+    progress_from_logs,
+    raise_for_status,
+    send,
+    truncate,
 )
 from reelflow.providers.signatures import SignatureMismatchError, verify_standard_webhook
 from reelflow.types import ProviderSnapshot, ProviderState
@@ -59,13 +63,6 @@ _MODEL_PATH: Final = re.compile(r"([\w.-]+)/([\w.-]+)(?::(\w+))?", re.ASCII)
 # A fetched secret younger than this is current: re-fetching it on every bad signature would let
 # anyone who can reach the webhook route make us call Replicate's API once per forged request.
 _SECRET_REFETCH_AFTER_S: Final = 60.0
-# Messages end up in Temporal history and the status API; a model's traceback or a proxy's HTML
-# error page should not.
-_MAX_MESSAGE_CHARS: Final = 1000
-# The last `NN%` of a line (tqdm's `45%|████▌ | 45/100`) …
-_PERCENT: Final = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d+)?)%")
-# … or else its last `n/m` standing alone, so paths and dates (`2024/05/01`) do not count.
-_STEPS: Final = re.compile(r"(?<![\w./])(\d+)/(\d+)(?![\w./])")
 
 
 class ReplicateProvider:
@@ -256,46 +253,18 @@ class ReplicateProvider:
 
     async def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """Send one request and return its decoded JSON, mapping failures to provider errors."""
-        try:
-            response = await self._http.request(
-                method,
-                f"{self._api_base}{path}",
-                json=body,
-                headers={"Authorization": f"Bearer {self._token}"},
-            )
-        # `from None`: the message says what failed, and a chained httpx error would carry its
-        # unredacted text into logs and Temporal failures.
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(
-                self._message(f"Replicate {method} {path} timed out: {type(exc).__name__}")
-            ) from None
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(
-                self._message(f"Replicate {method} {path} failed: {type(exc).__name__}: {exc}")
-            ) from None
-
-        status = response.status_code
-        if status == 429:
-            raise ProviderRateLimited(
-                self._message(f"Replicate rate limit on {method} {path}: {_problem(response)}"),
-                retry_after_s=_retry_after_s(response.headers.get("retry-after")),
-            )
-        if status >= 500:
-            raise ProviderUnavailable(
-                self._message(f"Replicate {method} {path} answered {status}: {_problem(response)}")
-            )
-        if status >= 400:
-            raise ProviderRejected(
-                self._message(f"Replicate {method} {path} answered {status}: {_problem(response)}")
-            )
-        if not response.is_success:
-            raise ProviderUnavailable(f"Replicate {method} {path} answered unexpected {status}")
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise ProviderUnavailable(
-                f"Replicate {method} {path} answered {status} with a body that is not JSON"
-            ) from exc
+        what = f"Replicate {method} {path}"
+        response = await send(
+            self._http,
+            method,
+            f"{self._api_base}{path}",
+            what=what,
+            secret=self._token,
+            headers={"Authorization": f"Bearer {self._token}"},
+            json=body,
+        )
+        raise_for_status(response, what=what, secret=self._token, problem=_problem)
+        return decode_json(response, what=what)
 
     def _snapshot_from_response(self, data: Any, path: str) -> ProviderSnapshot:
         try:
@@ -303,10 +272,6 @@ class ReplicateProvider:
         except ValueError as exc:
             # A 2xx that is not a prediction is Replicate (or a proxy) misbehaving: transient.
             raise ProviderUnavailable(f"Replicate {path} returned no prediction: {exc}") from exc
-
-    def _message(self, text: str) -> str:
-        """Shorten a message and blank out the token, in case a server or proxy echoed it."""
-        return _truncate(text.replace(self._token, "[redacted]"))
 
 
 def _prediction_path(provider_job_id: str, suffix: str = "") -> str:
@@ -335,7 +300,8 @@ def _parse_prediction(data: Any) -> ProviderSnapshot:
         logger.warning("Unknown Replicate status %r for prediction %s", status, prediction_id)
         state = ProviderState.PROCESSING
     error = _error_text(data.get("error"))
-    progress = _progress(data.get("logs"))
+    logs = data.get("logs")
+    progress = progress_from_logs(logs) if isinstance(logs, str) else None
     output_urls: list[str] = []
 
     if status == "aborted":
@@ -352,7 +318,7 @@ def _parse_prediction(data: Any) -> ProviderSnapshot:
             state = ProviderState.FAILED
             error = (
                 "Replicate reported success but the output holds no http(s) URL "
-                f"(output: {_truncate(json.dumps(output), 200)})"
+                f"(output: {truncate(json.dumps(output), 200)})"
             )
         else:
             progress = 1.0
@@ -382,7 +348,7 @@ def _output_urls(output: Any) -> list[str]:
 
     def walk(value: Any) -> None:
         if isinstance(value, str):
-            if _is_http_url(value):
+            if is_http_url(value):
                 found.append(value)
         elif isinstance(value, list):
             for item in value:
@@ -395,37 +361,12 @@ def _output_urls(output: Any) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _is_http_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
 def _error_text(value: Any) -> str | None:
     """A prediction's `error`, which is usually a string but may be an object."""
     if value is None or value == "":
         return None
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return _truncate(text)
-
-
-def _progress(logs: Any) -> float | None:
-    """Fraction done from the last line of `logs` that shows a percentage or an `n/m` step."""
-    if not isinstance(logs, str):
-        return None
-    # splitlines also splits on `\r`, which tqdm uses to redraw its bar in place.
-    for line in reversed(logs.splitlines()):
-        percents = [float(p) for p in _PERCENT.findall(line) if float(p) <= 100]
-        if percents:
-            return percents[-1] / 100
-        steps = [(int(n), int(m)) for n, m in _STEPS.findall(line)]
-        sensible = [(done, total) for done, total in steps if 0 < total and done <= total]
-        if sensible:
-            done, total = sensible[-1]
-            return done / total
-    return None
+    return truncate(text)
 
 
 def _problem(response: httpx.Response) -> str:
@@ -455,24 +396,3 @@ def _invalid_field(item: Mapping[str, Any]) -> str:
     field = item.get("field")
     description = str(item.get("description") or item.get("type") or "invalid")
     return f"{field}: {description}" if isinstance(field, str) and field else description
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delay-seconds or an HTTP date."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def _truncate(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
-    return text if len(text) <= limit else f"{text[: limit - 1]}…"

@@ -1,31 +1,51 @@
 """Webhook signature schemes, shared by the provider adapters that use them.
 
-Each function checks one scheme's signature and freshness and returns the delivery's id, which
-callers use to drop duplicates. Failures raise `WebhookVerificationError` with a short reason that
-is safe to log; `SignatureMismatchError` singles out "no signature matches", the one failure a
-rotated key can explain, so a caller may refresh its key and verify once more.
+Each `verify_*` function checks one scheme's signature and freshness and returns the delivery's
+id, which callers use to drop duplicates. Failures raise `WebhookVerificationError` with a short
+reason that is safe to log; `SignatureMismatchError` singles out "no signature matches", the one
+failure a rotated key can explain, so a caller may refresh its keys and verify once more.
+
+- Standard Webhooks (Replicate): HMAC-SHA256 with a shared secret.
+- fal: Ed25519 with public keys published as a JWKS document; `ed25519_keys_from_jwks` reads them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from reelflow.providers.errors import WebhookVerificationError
 
-__all__ = ["SignatureMismatchError", "verify_standard_webhook"]
+__all__ = [
+    "SignatureMismatchError",
+    "ed25519_keys_from_jwks",
+    "verify_fal_webhook",
+    "verify_standard_webhook",
+]
 
 _STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 # Standard Webhooks' symmetric (HMAC-SHA256) scheme; `v1a` entries are Ed25519 and not ours.
 _HMAC_VERSION = "v1"
 # A timestamp has no business being longer; the bound also keeps int() and datetime cheap.
 _MAX_TIMESTAMP_DIGITS = 12
+# As fal spells them; looked up case-insensitively.
+_FAL_REQUEST_ID = "X-Fal-Webhook-Request-Id"
+_FAL_USER_ID = "X-Fal-Webhook-User-Id"
+_FAL_TIMESTAMP = "X-Fal-Webhook-Timestamp"
+_FAL_SIGNATURE = "X-Fal-Webhook-Signature"
+_FAL_HEADERS = (_FAL_REQUEST_ID, _FAL_USER_ID, _FAL_TIMESTAMP, _FAL_SIGNATURE)
+_ED25519_KEY_BYTES = 32
+_ED25519_SIGNATURE_BYTES = 64
 
 
 class SignatureMismatchError(WebhookVerificationError):
@@ -71,7 +91,9 @@ def verify_standard_webhook(
     if missing:
         raise WebhookVerificationError(f"missing header(s): {', '.join(missing)}")
     msg_id = lowered["webhook-id"]
-    timestamp = _check_timestamp(lowered["webhook-timestamp"], tolerance_s=tolerance_s, now=now)
+    timestamp = _check_timestamp(
+        lowered["webhook-timestamp"], header="webhook-timestamp", tolerance_s=tolerance_s, now=now
+    )
     try:
         # The library signs text; strict decoding keeps the bytes it re-encodes identical.
         text = body.decode("utf-8")
@@ -89,11 +111,117 @@ def verify_standard_webhook(
     raise SignatureMismatchError("no matching signature")
 
 
-def _check_timestamp(value: str, *, tolerance_s: int, now: datetime | None) -> datetime:
-    """Parse `webhook-timestamp` (integer Unix seconds) and check it is within the tolerance."""
+def verify_fal_webhook(
+    *,
+    jwks: Sequence[bytes],
+    headers: Mapping[str, str],
+    body: bytes,
+    tolerance_s: int = 300,
+    now: datetime | None = None,
+) -> str:
+    """Verify a fal webhook (https://docs.fal.ai, "Verifying Your Webhook").
+
+    fal signs `{request id}\n{user id}\n{timestamp}\n{hex SHA-256 of the body}`, the first three
+    taken from the `X-Fal-Webhook-Request-Id`, `-User-Id` and `-Timestamp` headers, with Ed25519;
+    `X-Fal-Webhook-Signature` holds the signature in hex. Any one of the published keys may have
+    signed it (several are published while fal rotates them).
+
+    Args:
+        jwks: fal's public keys, each the raw 32 bytes (see `ed25519_keys_from_jwks`).
+        headers: The request's headers; names are matched case-insensitively.
+        body: The raw request body, exactly as received.
+        tolerance_s: How far the timestamp may be from `now`, either way, in seconds.
+        now: The current time (timezone-aware); defaults to the system clock.
+
+    Returns:
+        The `X-Fal-Webhook-Request-Id` header: fal's id of the request the webhook reports on.
+
+    Raises:
+        SignatureMismatchError: no key verifies the signature.
+        WebhookVerificationError: a header is missing or malformed, or the timestamp is outside
+            the tolerance.
+        ValueError: `jwks` is empty or holds something other than 32-byte keys (a configuration
+            error, not the sender's).
+    """
+    keys = _ed25519_public_keys(jwks)
+    lowered = {name.lower(): value for name, value in headers.items()}
+    missing = [name for name in _FAL_HEADERS if not lowered.get(name.lower())]
+    if missing:
+        raise WebhookVerificationError(f"missing header(s): {', '.join(missing)}")
+    request_id = lowered[_FAL_REQUEST_ID.lower()]
+    user_id = lowered[_FAL_USER_ID.lower()]
+    timestamp = lowered[_FAL_TIMESTAMP.lower()]
+    _check_timestamp(timestamp, header=_FAL_TIMESTAMP, tolerance_s=tolerance_s, now=now)
+    try:
+        signature = bytes.fromhex(lowered[_FAL_SIGNATURE.lower()].strip())
+    except ValueError:
+        raise WebhookVerificationError(f"{_FAL_SIGNATURE} is not hex") from None
+    if len(signature) != _ED25519_SIGNATURE_BYTES:
+        raise WebhookVerificationError(f"{_FAL_SIGNATURE} is not an Ed25519 signature")
+
+    # The header values go in as received: they are what fal signed.
+    message = "\n".join((request_id, user_id, timestamp, hashlib.sha256(body).hexdigest())).encode()
+    for key in keys:
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            continue
+        return request_id
+    raise SignatureMismatchError("no matching signature")
+
+
+def ed25519_keys_from_jwks(document: Any) -> list[bytes]:
+    """The raw Ed25519 public keys of a JWKS document (RFC 7517, keys as in RFC 8037).
+
+    `{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": <base64url>, ...}, ...]}`. Keys of other
+    types, keys meant for something other than signatures and keys that do not decode to 32 bytes
+    are skipped, so one odd entry cannot stop verification with the others. Duplicates are dropped.
+
+    Raises:
+        ValueError: `document` is not a JWKS document (no `keys` list).
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWKS document: no keys list")
+    found: list[bytes] = []
+    for jwk in document["keys"]:
+        if not (
+            isinstance(jwk, dict)
+            and jwk.get("kty") == "OKP"
+            and jwk.get("crv") == "Ed25519"
+            and jwk.get("use", "sig") == "sig"
+            and isinstance(jwk.get("x"), str)
+        ):
+            continue
+        key = _decode_b64url(jwk["x"])
+        if key is not None and len(key) == _ED25519_KEY_BYTES:
+            found.append(key)
+    return list(dict.fromkeys(found))
+
+
+def _ed25519_public_keys(raw_keys: Sequence[bytes]) -> list[Ed25519PublicKey]:
+    if not raw_keys:
+        raise ValueError("no public keys to verify the signature with")
+    try:
+        return [Ed25519PublicKey.from_public_bytes(bytes(key)) for key in raw_keys]
+    except ValueError as exc:
+        raise ValueError("a public key is not a raw 32-byte Ed25519 key") from exc
+
+
+def _decode_b64url(value: str) -> bytes | None:
+    """Decode unpadded base64url (as JWK members are); None when it is not base64url."""
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _check_timestamp(
+    value: str, *, header: str, tolerance_s: int, now: datetime | None
+) -> datetime:
+    """Parse a timestamp header (integer Unix seconds) and check it is within the tolerance."""
     value = value.strip()
     if not (value.isascii() and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS):
-        raise WebhookVerificationError("webhook-timestamp is not Unix seconds")
+        raise WebhookVerificationError(f"{header} is not Unix seconds")
     seconds = int(value)
     current = (now or datetime.now(UTC)).timestamp()
     if seconds < current - tolerance_s:
