@@ -12,6 +12,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.media import MediaActivities
 from activities.persist import PersistActivities
 from activities.provider_jobs import ProviderJobActivities
 from activities.records import RecordActivities
@@ -22,7 +23,7 @@ from reelflow.embedded import database_url
 from reelflow.logs import configure_logging
 from reelflow.providers import build_providers
 from reelflow.storage import create_store
-from reelflow.temporal import connect, provider_task_queue
+from reelflow.temporal import connect, media_task_queue, provider_task_queue
 from workflows.execution import ExecutionWorkflow
 from workflows.provider_job import ProviderJobWorkflow
 
@@ -39,7 +40,8 @@ async def build_workers(
     settings: Settings, client: Client | None = None
 ) -> AsyncIterator[list[Worker]]:
     """reelflow's workers: one for the workflows, storage and database activities, and one per
-    configured provider, whose task queue Temporal rate-limits across every worker process."""
+    configured provider, whose task queue Temporal rate-limits across every worker process, and
+    one for media operations."""
     dsn = database_url(settings)
     await apply_migrations(dsn)
     db = Database(dsn)
@@ -48,21 +50,30 @@ async def build_workers(
     try:
         client = client or await connect(settings)
         providers = build_providers(settings, http)
+        store = create_store(settings)
         provider_jobs = ProviderJobActivities(db=db, providers=providers)
         persist = PersistActivities(
             http=http,
-            store=create_store(settings),
+            store=store,
             providers=providers,
             max_output_bytes=MAX_OUTPUT_BYTES,
         )
         records = RecordActivities(db=db)
+        media = MediaActivities(http=http, store=store, max_input_bytes=MAX_OUTPUT_BYTES)
         workers = [
             Worker(
                 client,
                 task_queue=settings.task_queue,
                 workflows=[ExecutionWorkflow, ProviderJobWorkflow],
                 activities=[persist.persist, records.record_job, records.record_execution],
-            )
+            ),
+            # Media work is CPU-bound: a queue of its own lets it run on separate machines.
+            Worker(
+                client,
+                task_queue=media_task_queue(settings.task_queue),
+                activities=[media.concat, media.thumbnail],
+                max_concurrent_activities=settings.max_concurrent_media_jobs,
+            ),
         ]
         for name in providers:
             workers.append(
@@ -87,7 +98,7 @@ async def run_worker(settings: Settings) -> None:
     """Run the workers until cancelled."""
     async with build_workers(settings) as workers:
         logger.info(
-            "Worker polling task queue %r and its provider queues %s on %s",
+            "Worker polling task queue %r and its media and provider queues %s on %s",
             settings.task_queue,
             [worker.task_queue for worker in workers[1:]],
             settings.temporal_address,

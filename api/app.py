@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.limits import BodySizeLimit
 from api.routes import executions, health, models, webhooks
 from api.services import open_services
 from reelflow.config import Settings, get_settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             [(_loc_path(tuple(item["loc"])), item["msg"]) for item in error.errors()],
         )
 
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_plan_bytes)
     for module in (executions, webhooks, models, health):
         app.include_router(module.router)
     if settings.s3_bucket is None:

@@ -11,6 +11,8 @@ from reelflow.db.models import Execution, ExecutionJob
 
 __all__ = [
     "ExecutionAccepted",
+    "ExecutionPage",
+    "ExecutionSummary",
     "ExecutionStatusView",
     "JobAccepted",
     "JobView",
@@ -154,3 +156,40 @@ class ExecutionStatusView(BaseModel):
             completedAt=execution.completed_at,
             jobs=[JobView.of(job) for job in jobs],
         )
+
+
+class ExecutionSummary(BaseModel):
+    """An execution as `GET /api/executions` lists it."""
+
+    executionId: str
+    status: str
+    metadata: dict[str, Any]
+    jobCount: int
+    error: str | None
+    createdAt: datetime
+    updatedAt: datetime
+    completedAt: datetime | None
+    statusUrl: str
+
+    @classmethod
+    def of(cls, execution: Execution, job_count: int) -> ExecutionSummary:
+        """Build from a database row."""
+        return cls(
+            executionId=execution.id,
+            status=execution.status,
+            metadata=execution.meta,
+            jobCount=job_count,
+            error=execution.error,
+            createdAt=execution.created_at,
+            updatedAt=execution.updated_at,
+            completedAt=execution.completed_at,
+            statusUrl=f"/api/status/{execution.id}",
+        )
+
+
+class ExecutionPage(BaseModel):
+    """One page of executions, newest first."""
+
+    executions: list[ExecutionSummary]
+    nextCursor: str | None
+    """Pass as `cursor` for the next page; null on the last page."""

@@ -69,7 +69,7 @@ def emulator() -> None:
 
     configure_logging()
     settings = get_settings()
-    config = EmulatorConfig(
+    config = EmulatorConfig.uniform(
         public_url=f"http://{settings.emulator_host}:{settings.emulator_port}",
         generation_seconds=settings.emulator_generation_seconds,
     )

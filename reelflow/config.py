@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     # Webhook jobs still poll, sparsely, in case a webhook never arrives.
     webhook_safety_poll_s: float = Field(default=60.0, gt=0)
 
+    # Media operations (concat, thumbnail) one worker process runs at once; each takes a core.
+    max_concurrent_media_jobs: int = Field(default=2, ge=1)
+
+    # Jobs of one execution running at once; the rest wait for a free slot.
+    max_parallel_jobs: int = Field(default=50, ge=1, le=1000)
+    # Largest accepted `POST /api/execute` body.
+    max_plan_bytes: int = Field(default=1024 * 1024, ge=1024)
+
     # HTTP timeouts for provider calls and downloads.
     http_timeout_s: float = Field(default=30.0, gt=0)
 

@@ -24,6 +24,7 @@ from reelflow.types import (
     ExecutionStatus,
     ExecutionUpdate,
     JobStatus,
+    PlanJob,
     PollSchedule,
     ProviderJobInput,
     WaitingStrategy,
@@ -128,13 +129,16 @@ def _rows(
             job_id=job.id,
             position=position,
             operation=job.operation,
-            model_id=job.model.id,
-            provider=job.model.provider,
+            model_id=job.model.id if job.model else None,
+            provider=job.model.provider if job.model else None,
             params=job.params,
             depends_on=list(job.depends_on),
+            continue_on_error=job.continue_on_error,
             status=JobStatus.PENDING.value,
             outputs=[],
-            waiting_strategy=_strategy(settings, job.params, job.model.capabilities),
+            waiting_strategy=_strategy(settings, job.params, job.model.capabilities)
+            if job.model
+            else None,
             created_at=now,
             updated_at=now,
         )
@@ -147,30 +151,41 @@ def execution_input(
     settings: Settings, execution_id: str, jobs: list[ExecutionJob]
 ) -> ExecutionInput:
     """The workflow input for an execution, rebuilt from its rows."""
-    inputs = []
-    for job in jobs:
-        model = get_model(job.model_id or "")
-        if model is None or job.provider is None:
-            raise ValueError(f"job {job.id} has no known model")
-        strategy = WaitingStrategy(job.waiting_strategy or WaitingStrategy.POLLING.value)
-        inputs.append(
-            ProviderJobInput(
+    return ExecutionInput(
+        execution_id=execution_id,
+        jobs=[
+            PlanJob(
                 job_record_id=job.id,
-                execution_id=execution_id,
                 job_id=job.job_id,
-                model_id=model.id,
-                provider=job.provider,
+                operation=job.operation,
                 params=job.params,
-                waiting_strategy=strategy,
-                webhook_url=webhook_url(settings, job.id)
-                if strategy is WaitingStrategy.WEBHOOK
-                else None,
                 depends_on=list(job.depends_on),
-                deadline_seconds=model.deadline_seconds,
-                poll=poll_schedule(settings, strategy),
+                continue_on_error=job.continue_on_error,
+                generate=_provider_job(settings, execution_id, job) if job.model_id else None,
             )
-        )
-    return ExecutionInput(execution_id=execution_id, jobs=inputs)
+            for job in jobs
+        ],
+        max_parallel_jobs=settings.max_parallel_jobs,
+    )
+
+
+def _provider_job(settings: Settings, execution_id: str, job: ExecutionJob) -> ProviderJobInput:
+    model = get_model(job.model_id or "")
+    if model is None:
+        raise ValueError(f"job {job.id} has an unknown model {job.model_id!r}")
+    strategy = WaitingStrategy(job.waiting_strategy or WaitingStrategy.POLLING.value)
+    return ProviderJobInput(
+        job_record_id=job.id,
+        execution_id=execution_id,
+        job_id=job.job_id,
+        model_id=model.id,
+        provider=model.provider,
+        params=job.params,
+        waiting_strategy=strategy,
+        webhook_url=webhook_url(settings, job.id) if strategy is WaitingStrategy.WEBHOOK else None,
+        deadline_seconds=model.deadline_seconds,
+        poll=poll_schedule(settings, strategy),
+    )
 
 
 async def submit_execution(

@@ -6,7 +6,13 @@ from temporalio.client import Client
 
 from reelflow.config import Settings
 
-__all__ = ["connect", "execution_workflow_id", "job_workflow_id", "provider_task_queue"]
+__all__ = [
+    "connect",
+    "execution_workflow_id",
+    "job_workflow_id",
+    "media_task_queue",
+    "provider_task_queue",
+]
 
 
 async def connect(settings: Settings) -> Client:
@@ -27,3 +33,8 @@ def job_workflow_id(job_record_id: str) -> str:
 def provider_task_queue(task_queue: str, provider: str) -> str:
     """The task queue of a provider's activities: rate-limited on its own, per provider."""
     return f"{task_queue}-{provider}"
+
+
+def media_task_queue(task_queue: str) -> str:
+    """The task queue of the CPU-bound media activities, so they can run on workers of their own."""
+    return f"{task_queue}-media"

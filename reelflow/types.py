@@ -16,7 +16,9 @@ __all__ = [
     "ExecutionStatus",
     "JobOutcome",
     "JobStatus",
+    "MediaJobInput",
     "PersistInput",
+    "PlanJob",
     "PollSchedule",
     "PersistResult",
     "PollInput",
@@ -146,8 +148,6 @@ class ProviderJobInput:
     """Whether completion is awaited by webhook (with a polling safety net) or by polling."""
     webhook_url: str | None
     """Where the provider should call back, or None for polling."""
-    depends_on: list[str]
-    """Plan ids of the jobs that must complete before this one starts."""
     deadline_seconds: int
     """After this long the job is cancelled at the provider and fails."""
     poll: PollSchedule
@@ -206,6 +206,14 @@ class StoredOutput:
     """Size in bytes."""
     sha256: str
     """Hex SHA-256 of the content."""
+    duration_s: float | None = None
+    """Duration, for video."""
+    width: int | None = None
+    """Frame width, for video and images."""
+    height: int | None = None
+    """Frame height, for video and images."""
+    fps: float | None = None
+    """Average frame rate, for video."""
 
 
 @dataclass
@@ -220,6 +228,20 @@ class PersistInput:
     """Provider the outputs come from (some need auth to download)."""
     output_urls: list[str]
     """Provider URLs to fetch."""
+
+
+@dataclass
+class MediaJobInput:
+    """Input of a local media activity (`pipeline:concat`, `pipeline:thumbnail`)."""
+
+    job_record_id: str
+    """The job whose output is produced."""
+    execution_id: str
+    """Its execution, used in object keys."""
+    input_urls: list[str]
+    """Media to read, in order (parents' outputs or URLs given in the plan)."""
+    params: dict[str, Any]
+    """The operation's other params (e.g. `atSeconds`, `format` for a thumbnail)."""
 
 
 @dataclass
@@ -275,13 +297,35 @@ class JobOutcome:
 
 
 @dataclass
+class PlanJob:
+    """One job of a plan as ExecutionWorkflow sees it."""
+
+    job_record_id: str
+    """Primary key of the `execution_jobs` row."""
+    job_id: str
+    """The job's id inside its plan."""
+    operation: str
+    """`pipeline:generate`, `pipeline:concat` or `pipeline:thumbnail`."""
+    params: dict[str, Any]
+    """Validated params; references to other jobs' outputs are resolved when the job starts."""
+    depends_on: list[str]
+    """Plan ids of the jobs that must finish first."""
+    continue_on_error: bool
+    """Whether dependents that do not use this job's output may run if it fails."""
+    generate: ProviderJobInput | None = None
+    """For `pipeline:generate`: the provider job to run (its params replaced at start)."""
+
+
+@dataclass
 class ExecutionInput:
     """Input of ExecutionWorkflow."""
 
     execution_id: str
     """Primary key of the `executions` row."""
-    jobs: list[ProviderJobInput]
-    """The plan's jobs, already validated and given record ids."""
+    jobs: list[PlanJob]
+    """The plan's jobs, validated and given record ids, in plan order."""
+    max_parallel_jobs: int
+    """How many jobs of this execution may run at once."""
 
 
 @dataclass

@@ -30,7 +30,7 @@ from reelflow.db.migrate import apply_migrations
 from reelflow.embedded import database_url, temporal_binary
 from reelflow.emulator import EmulatorConfig
 from reelflow.emulator import create_app as create_emulator_app
-from reelflow.stack import EMULATOR_TOKEN
+from reelflow.stack import emulator_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,7 +112,7 @@ async def emulator_url() -> AsyncIterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server, task = await serve(
-        create_emulator_app(EmulatorConfig(public_url=url, generation_seconds=1.5)), port
+        create_emulator_app(EmulatorConfig.uniform(public_url=url, generation_seconds=1.5)), port
     )
     yield url
     await stop(server, task)
@@ -132,6 +132,7 @@ async def settings(
     dsn: str, temporal_env: WorkflowEnvironment, emulator_url: str, state_dir: Path
 ) -> Settings:
     api_port = free_port()
+    emulator = {key.lower(): value for key, value in emulator_settings(emulator_url).items()}
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         state_dir=state_dir,
@@ -140,13 +141,12 @@ async def settings(
         task_queue=f"reelflow-test-{uuid.uuid4().hex[:8]}",
         api_port=api_port,
         api_base_url=f"http://127.0.0.1:{api_port}",
-        replicate_api_base=f"{emulator_url}/replicate",
-        replicate_api_token=EMULATOR_TOKEN,
         poll_initial_backoff_s=0.5,
         poll_backoff_multiplier=1.5,
         poll_max_interval_s=1.0,
         # Long enough that webhook tests prove the webhook, not the safety net, finished them.
         webhook_safety_poll_s=60,
+        **emulator,
     )
 
 

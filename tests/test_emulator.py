@@ -1,4 +1,4 @@
-"""The provider emulator's Replicate API, exercised over real HTTP.
+"""The provider emulator — Replicate, fal's queue and the Gemini API (Veo) — over real HTTP.
 
 The emulator and a webhook receiver both run under uvicorn on free local ports, so requests,
 webhooks and downloads cross real sockets exactly as they do for a client in development.
@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
+import json
+import re
 import socket
+import ssl
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import av
@@ -21,6 +27,8 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Request, Response
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -28,15 +36,26 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from reelflow.emulator import EmulatorConfig, create_app
 
 TOKEN = "r8_test_token"
+FAL_KEY = "test-key-id:test-key-secret"
+GEMINI_KEY = "test-gemini-key"
 MODEL = "bytedance/seedance-1-pro"
+KLING = "fal-ai/kling-video/v2.1/master/text-to-video"
+HAILUO = "fal-ai/minimax/hailuo-02/standard/text-to-video"
+VEO = "veo-3.0-generate-001"
 # Fast runs so the whole file takes seconds; retries back off briefly for the same reason.
-TEST_KNOBS: dict[str, Any] = {
-    "generation_seconds": 0.3,
-    "generation_jitter_seconds": 0.0,
-    "failure_rate": 0.0,
-    "webhook_retries": 3,
-    "webhook_retry_backoff_seconds": 0.05,
-}
+FAST = 0.15
+
+
+def initial_config(url: str) -> EmulatorConfig:
+    return EmulatorConfig.uniform(
+        public_url=url,
+        replicate_token=TOKEN,
+        fal_key=FAL_KEY,
+        gemini_api_key=GEMINI_KEY,
+        generation_seconds=FAST,
+        webhook_retries=3,
+        webhook_retry_backoff_seconds=0.05,
+    )
 
 
 @dataclass
@@ -45,6 +64,11 @@ class Delivery:
 
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.time)
+    """Arrival, in Unix seconds (comparable with the providers' timestamps)."""
+
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 @dataclass
@@ -90,6 +114,9 @@ async def _serve(app: FastAPI, sock: socket.socket) -> AsyncIterator[None]:
 def _bound_socket() -> tuple[socket.socket, str]:
     # Bind before building the app: the emulator must know its own URL for `urls` and outputs.
     sock = socket.socket()
+    # Connections inherit it: without it, uvicorn's separate writes of a response's headers and
+    # body wait 40 ms for a delayed ACK on every request.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     host, port = sock.getsockname()
     return sock, f"http://{host}:{port}"
@@ -106,34 +133,47 @@ async def receiver() -> AsyncIterator[Receiver]:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def emulator_url() -> AsyncIterator[str]:
     sock, url = _bound_socket()
-    app = create_app(EmulatorConfig(public_url=url, replicate_token=TOKEN, **TEST_KNOBS))
-    async for _ in _serve(app, sock):
+    async for _ in _serve(create_app(initial_config(url)), sock):
         yield url
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def admin(emulator_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """Admin client; every test starts from a reset emulator with the test knobs."""
+    """Admin client; every test starts from a reset emulator with the initial config."""
     async with local_client(base_url=emulator_url) as client:
         (await client.post("/_emulator/reset")).raise_for_status()
-        (await client.patch("/_emulator/config", json=TEST_KNOBS)).raise_for_status()
+        initial = initial_config(emulator_url).model_dump(mode="json")
+        (await client.patch("/_emulator/config", json=initial)).raise_for_status()
         yield client
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def replicate(
-    emulator_url: str, admin: httpx.AsyncClient
-) -> AsyncIterator[httpx.AsyncClient]:
-    """A Replicate API client, as the provider adapter would configure it."""
-    async with local_client(
-        base_url=f"{emulator_url}/replicate", headers={"Authorization": f"Bearer {TOKEN}"}
-    ) as client:
-        yield client
+def _api_client(prefix: str, headers: dict[str, str]) -> Any:
+    """A fixture: a client of one provider's API, authenticated as its adapter would be."""
+
+    @pytest_asyncio.fixture(loop_scope="session")
+    async def client(
+        emulator_url: str, admin: httpx.AsyncClient
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        async with local_client(base_url=emulator_url + prefix, headers=headers) as api:
+            yield api
+
+    return client
+
+
+# Base URLs in place of https://api.replicate.com, https://queue.fal.run and
+# https://generativelanguage.googleapis.com.
+replicate = _api_client("/replicate", {"Authorization": f"Bearer {TOKEN}"})
+fal = _api_client("/fal", {"Authorization": f"Key {FAL_KEY}"})
+gemini = _api_client("/gemini", {"x-goog-api-key": GEMINI_KEY})
+
+
+# Every URL here is plain HTTP; one TLS context spares each client loading the CA bundle.
+_TLS = ssl.create_default_context()
 
 
 def local_client(**options: Any) -> httpx.AsyncClient:
     """A client that ignores proxy settings from the environment: every URL here is local."""
-    return httpx.AsyncClient(trust_env=False, **options)
+    return httpx.AsyncClient(trust_env=False, verify=_TLS, **options)
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -141,6 +181,21 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def configure(admin: httpx.AsyncClient, changes: dict[str, Any]) -> dict[str, Any]:
+    response = await admin.patch("/_emulator/config", json=changes)
+    assert response.status_code == 200, response.text
+    config: dict[str, Any] = response.json()
+    return config
+
+
+async def stats(admin: httpx.AsyncClient) -> dict[str, Any]:
+    body: dict[str, Any] = (await admin.get("/_emulator/stats")).json()
+    return body
+
+
+# --- Replicate -----------------------------------------------------------------------------------
 
 
 async def create(
@@ -154,17 +209,28 @@ async def create(
     return prediction
 
 
-async def wait_until_done(replicate: httpx.AsyncClient, prediction_id: str) -> list[dict[str, Any]]:
-    """Poll a prediction until it is terminal; every state seen, last one terminal."""
-    seen: list[dict[str, Any]] = []
+async def poll(
+    client: httpx.AsyncClient,
+    url: str,
+    finished: Callable[[Any], bool],
+    params: dict[str, Any] | None = None,
+) -> list[httpx.Response]:
+    """GET `url` until `finished(body)`; every (successful) response seen."""
+    seen: list[httpx.Response] = []
     deadline = time.monotonic() + 10
-    while not seen or seen[-1]["status"] in {"starting", "processing"}:
-        assert time.monotonic() < deadline, seen[-1]
-        response = await replicate.get(f"/v1/predictions/{prediction_id}")
-        assert response.status_code == 200, response.text
-        seen.append(response.json())
+    while not seen or not finished(seen[-1].json()):
+        assert time.monotonic() < deadline, seen[-1].text
+        seen.append(await client.get(url, params=params))
+        assert seen[-1].is_success, seen[-1].text
         await asyncio.sleep(0.02)
     return seen
+
+
+async def wait_until_done(replicate: httpx.AsyncClient, prediction_id: str) -> list[dict[str, Any]]:
+    """Poll a prediction until it is terminal; every state seen, last one terminal."""
+    url = f"/v1/predictions/{prediction_id}"
+    seen = await poll(replicate, url, lambda body: body["status"] not in {"starting", "processing"})
+    return [response.json() for response in seen]
 
 
 async def webhook_secret(replicate: httpx.AsyncClient) -> str:
@@ -183,9 +249,9 @@ class Probe:
     height: int
 
 
-def probe(source: str | io.BytesIO) -> Probe:
-    """What PyAV sees in a video file or URL."""
-    with av.open(source, "r") as container:
+def probe(source: str | io.BytesIO | bytes) -> Probe:
+    """What PyAV sees in a video file, URL or bytes."""
+    with av.open(io.BytesIO(source) if isinstance(source, bytes) else source, "r") as container:
         stream = container.streams.video[0]
         assert container.duration is not None
         return Probe(
@@ -407,7 +473,7 @@ async def test_prediction_can_be_created_by_version(replicate: httpx.AsyncClient
 async def test_cancel_mid_run_ends_canceled_and_sends_the_completed_webhook(
     replicate: httpx.AsyncClient, admin: httpx.AsyncClient, receiver: Receiver
 ) -> None:
-    await admin.patch("/_emulator/config", json={"generation_seconds": 1.0})
+    await configure(admin, {"replicate": {"generation_seconds": 0.6}})
     hook = "cancel"
     created = await create(
         replicate,
@@ -431,8 +497,9 @@ async def test_cancel_mid_run_ends_canceled_and_sends_the_completed_webhook(
     await wait_for(lambda: len(receiver.deliveries[hook]) == 1)
     [body] = verified(await webhook_secret(replicate), receiver.deliveries[hook])
     assert body["status"] == "canceled"
-    assert (await admin.get("/_emulator/stats")).json()["canceled"] == 1
-    await asyncio.sleep(1.0)  # past the end of the canceled run: nothing may revive it
+    counts = await stats(admin)
+    assert counts["canceled"] == counts["replicate"]["canceled"] == 1
+    await asyncio.sleep(0.6)  # past the end of the canceled run: nothing may revive it
     assert (await replicate.get(url)).json() == canceled.json()
     assert len(receiver.deliveries[hook]) == 1
 
@@ -440,24 +507,16 @@ async def test_cancel_mid_run_ends_canceled_and_sends_the_completed_webhook(
 async def test_failure_rate_of_one_fails_every_prediction(
     replicate: httpx.AsyncClient, admin: httpx.AsyncClient
 ) -> None:
-    patched = await admin.patch("/_emulator/config", json={"failure_rate": 1.0})
-    assert patched.status_code == 200 and patched.json()["failure_rate"] == 1.0
+    patched = await configure(admin, {"replicate": {"failure_rate": 1.0}})
+    assert patched["replicate"]["failure_rate"] == 1.0
 
     created = await create(replicate, {"prompt": "anything"})
     done = (await wait_until_done(replicate, created["id"]))[-1]
 
     assert done["status"] == "failed"
     assert done["output"] is None
-    assert done["error"] == patched.json()["failure_message"]
-
-
-async def test_invalid_config_change_is_rejected(admin: httpx.AsyncClient) -> None:
-    too_high = await admin.patch("/_emulator/config", json={"failure_rate": 2})
-    unknown = await admin.patch("/_emulator/config", json={"failure_rat": 0.5})
-
-    assert too_high.status_code == 422
-    assert unknown.status_code == 422
-    assert (await admin.get("/_emulator/config")).json()["failure_rate"] == 0.0
+    assert done["error"] == patched["replicate"]["failure_message"]
+    assert "(E005)" in done["error"]
 
 
 async def test_stats_count_creations_per_webhook_and_reset_clears_them(
@@ -470,12 +529,16 @@ async def test_stats_count_creations_per_webhook_and_reset_clears_them(
     await create(replicate, {"prompt": "c"}, webhook=second, **filters)
     await create(replicate, {"prompt": "d"})
 
-    stats = (await admin.get("/_emulator/stats")).json()
-    assert stats == {"created": 4, "canceled": 0, "created_per_webhook": {first: 2, second: 1}}
+    counts = await stats(admin)
+    assert counts["created"] == counts["replicate"]["created"] == 4
+    assert counts["canceled"] == 0
+    assert counts["created_per_webhook"] == {first: 2, second: 1}
+    assert counts["replicate"]["created_per_webhook"] == {first: 2, second: 1}
 
     assert (await admin.post("/_emulator/reset")).status_code == 204
-    stats = (await admin.get("/_emulator/stats")).json()
-    assert stats == {"created": 0, "canceled": 0, "created_per_webhook": {}}
+    counts = await stats(admin)
+    assert (counts["created"], counts["canceled"], counts["created_per_webhook"]) == (0, 0, {})
+    assert counts["replicate"]["created"] == 0
 
 
 async def test_completed_webhook_is_retried_until_the_receiver_accepts_it(
@@ -516,3 +579,682 @@ async def test_health_check(emulator_url: str) -> None:
     async with local_client() as client:
         response = await client.get(f"{emulator_url}/healthz")
     assert response.status_code == 200
+
+
+# --- fal -----------------------------------------------------------------------------------------
+
+
+async def submit(
+    fal: httpx.AsyncClient, model: str, inputs: dict[str, Any], webhook: str | None = None
+) -> dict[str, Any]:
+    params = {} if webhook is None else {"fal_webhook": webhook}
+    response = await fal.post(f"/{model}", json=inputs, params=params)
+    assert response.status_code == 200, response.text
+    submitted: dict[str, Any] = response.json()
+    return submitted
+
+
+async def fal_until_completed(fal: httpx.AsyncClient, status_url: str) -> list[httpx.Response]:
+    """Poll a request's status (with logs) until COMPLETED; every response seen."""
+    return await poll(
+        fal, status_url, lambda body: body["status"] == "COMPLETED", params={"logs": 1}
+    )
+
+
+def verify_fal(jwks: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
+    """Verify a fal webhook as fal documents it (Ed25519, JWKS keys); return its body."""
+    headers = delivery.headers
+    assert abs(int(headers["x-fal-webhook-timestamp"]) - time.time()) < 300
+    message = "\n".join(
+        [
+            headers["x-fal-webhook-request-id"],
+            headers["x-fal-webhook-user-id"],
+            headers["x-fal-webhook-timestamp"],
+            hashlib.sha256(delivery.body).hexdigest(),
+        ]
+    ).encode()
+    for key in jwks["keys"]:
+        raw = base64.urlsafe_b64decode(key["x"] + "=" * (-len(key["x"]) % 4))
+        try:
+            Ed25519PublicKey.from_public_bytes(raw).verify(
+                bytes.fromhex(headers["x-fal-webhook-signature"]), message
+            )
+        except InvalidSignature:
+            continue
+        body: dict[str, Any] = delivery.json()
+        return body
+    raise InvalidSignature("no key verifies the webhook")
+
+
+async def fal_jwks(emulator_url: str) -> dict[str, Any]:
+    async with local_client() as anonymous:  # the JWKS is public
+        response = await anonymous.get(f"{emulator_url}/fal/.well-known/jwks.json")
+    assert response.status_code == 200
+    jwks: dict[str, Any] = response.json()
+    return jwks
+
+
+async def test_fal_request_goes_through_the_queue_to_a_playable_result(
+    fal: httpx.AsyncClient, emulator_url: str
+) -> None:
+    submitted = await submit(fal, KLING, {"prompt": "a paper boat", "aspect_ratio": "9:16"})
+
+    request_id = submitted["request_id"]
+    assert uuid.UUID(request_id)
+    base = f"{emulator_url}/fal/fal-ai/kling-video/requests/{request_id}"  # no endpoint subpath
+    assert submitted == {
+        "status": "IN_QUEUE",
+        "request_id": request_id,
+        "response_url": base,
+        "status_url": f"{base}/status",
+        "cancel_url": f"{base}/cancel",
+        "queue_position": 0,
+    }
+    seen = await fal_until_completed(fal, submitted["status_url"])
+    statuses = [response.json()["status"] for response in seen]
+    assert "IN_PROGRESS" in statuses and statuses[-1] == "COMPLETED"
+    assert {r.status_code for r in seen if r.json()["status"] != "COMPLETED"} <= {202}
+    completed = seen[-1]
+    assert completed.status_code == 200
+    body = completed.json()
+    assert "error" not in body and body["metrics"]["inference_time"] > 0
+    assert [line["message"] for line in body["logs"]][-2].startswith("Generating video... 100%")
+    assert {frozenset(line) for line in body["logs"]} == {
+        frozenset({"message", "level", "source", "timestamp"})
+    }
+    without_logs = await fal.get(submitted["status_url"])
+    assert without_logs.json()["logs"] is None
+
+    result = await fal.get(submitted["response_url"])
+    assert result.status_code == 200
+    video = result.json()["video"]
+    assert video["url"] == f"{emulator_url}/fal/files/{request_id}/output.mp4"
+    assert (video["content_type"], video["file_name"]) == ("video/mp4", "output.mp4")
+    async with local_client() as anonymous:  # fal's CDN is public
+        download = await anonymous.get(video["url"])
+    assert download.status_code == 200 and len(download.content) == video["file_size"]
+    probed = probe(download.content)
+    assert abs(probed.seconds - 5) < 0.1  # Kling's default "5"
+    assert probed.height > probed.width
+    # The full model path is for submitting only.
+    by_model_path = await fal.get(f"/{KLING}/requests/{request_id}/status")
+    assert by_model_path.status_code in {404, 405}
+    other_app = await fal.get(f"/fal-ai/minimax/requests/{request_id}/status")
+    assert other_app.status_code == 404
+
+
+async def test_fal_queue_without_a_valid_key_is_unauthorized(
+    fal: httpx.AsyncClient, emulator_url: str
+) -> None:
+    async with local_client(base_url=f"{emulator_url}/fal") as anonymous:
+        missing = await anonymous.post(f"/{KLING}", json={"prompt": "x"})
+        wrong = await anonymous.post(
+            f"/{KLING}", json={"prompt": "x"}, headers={"Authorization": "Key nope:nope"}
+        )
+        bearer = await anonymous.get(
+            "/fal-ai/kling-video/requests/x/status", headers={"Authorization": f"Bearer {FAL_KEY}"}
+        )
+
+    assert (missing.status_code, missing.json()) == (401, {"detail": "Unauthorized"})
+    assert wrong.status_code == bearer.status_code == 401
+    assert wrong.json() == {"detail": "No user found for Key ID and Secret"}
+
+
+async def test_fal_input_is_validated_per_model_in_fals_error_shape(fal: httpx.AsyncClient) -> None:
+    kling = await fal.post(f"/{KLING}", json={"duration": 5, "cfg_scale": 2})
+    hailuo = await fal.post(f"/{HAILUO}", json={"prompt": "x", "duration": "5"})
+    unknown = await fal.post("/fal-ai/nothing/here", json={"prompt": "x"})
+    bad_hook = await fal.post(f"/{KLING}", params={"fal_webhook": "nope"}, json={"prompt": "x"})
+
+    assert kling.status_code == 422
+    assert kling.json() == {
+        "detail": [
+            {"loc": ["body", "prompt"], "msg": "field required", "type": "value_error.missing"},
+            {
+                "loc": ["body", "duration"],
+                "msg": "value is not a valid enumeration member; permitted: '5', '10'",
+                "type": "type_error.enum",
+                "ctx": {"enum_values": ["5", "10"]},
+            },
+            {
+                "loc": ["body", "cfg_scale"],
+                "msg": "ensure this value is less than or equal to 1",
+                "type": "value_error.number.not_le",
+                "ctx": {"limit_value": 1},
+            },
+        ]
+    }
+    assert hailuo.status_code == 422
+    assert hailuo.json()["detail"][0]["ctx"] == {"enum_values": ["6", "10"]}
+    assert unknown.status_code == 404
+    assert bad_hook.status_code == 422
+    assert bad_hook.json()["detail"][0]["loc"] == ["query", "fal_webhook"]
+
+
+async def test_fal_webhook_is_signed_as_fal_documents_and_verifies_with_the_jwks(
+    fal: httpx.AsyncClient, receiver: Receiver, emulator_url: str
+) -> None:
+    hook = "fal-ok"
+    submitted = await submit(fal, HAILUO, {"prompt": "dunes"}, webhook=receiver.url(hook))
+    await wait_for(lambda: len(receiver.deliveries[hook]) == 1)
+    [delivery] = receiver.deliveries[hook]
+
+    jwks = await fal_jwks(emulator_url)
+    [key] = jwks["keys"]
+    assert (key["kty"], key["crv"], key["use"]) == ("OKP", "Ed25519", "sig")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", key["x"])  # base64url, no padding
+    body = verify_fal(jwks, delivery)
+    assert delivery.headers["x-fal-webhook-request-id"] == submitted["request_id"]
+    assert delivery.headers["x-fal-webhook-user-id"] == "emulator-user"
+    assert body == {
+        "error": None,
+        "gateway_request_id": submitted["request_id"],
+        "payload": (await fal.get(submitted["response_url"])).json(),
+        "request_id": submitted["request_id"],
+        "status": "OK",
+    }
+    hailuo_video = await asyncio.to_thread(probe, body["payload"]["video"]["url"])
+    assert abs(hailuo_video.seconds - 6) < 0.1  # Hailuo's default "6"
+    tampered = Delivery(delivery.headers, delivery.body.replace(b'"OK"', b'"ERROR"'))
+    with pytest.raises(InvalidSignature):
+        verify_fal(jwks, tampered)
+
+
+async def test_fal_failure_completes_with_an_error_a_422_result_and_an_error_webhook(
+    fal: httpx.AsyncClient, admin: httpx.AsyncClient, receiver: Receiver, emulator_url: str
+) -> None:
+    config = await configure(admin, {"fal": {"failure_rate": 1}})
+    hook = "fal-error"
+    submitted = await submit(fal, KLING, {"prompt": "forbidden"}, webhook=receiver.url(hook))
+
+    completed = (await fal_until_completed(fal, submitted["status_url"]))[-1].json()
+    result = await fal.get(submitted["response_url"])
+
+    assert completed["error"] == "Invalid status code: 422"
+    assert completed["error_type"] == "content_policy_violation"
+    assert result.status_code == 422
+    [problem] = result.json()["detail"]
+    assert problem["type"] == "content_policy_violation"
+    assert problem["msg"] == config["fal"]["failure_message"]
+    assert problem["loc"] == ["body", "prompt"] and problem["input"] == "forbidden"
+    await wait_for(lambda: len(receiver.deliveries[hook]) == 1)
+    body = verify_fal(await fal_jwks(emulator_url), receiver.deliveries[hook][0])
+    assert body["status"] == "ERROR" and body["error"] == "Invalid status code: 422"
+    assert body["payload"] == result.json()
+
+
+async def test_fal_cancel_stops_a_request_once_and_reports_it(
+    fal: httpx.AsyncClient, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await configure(admin, {"fal": {"generation_seconds": 0.6}})
+    hook = "fal-cancel"
+    submitted = await submit(fal, KLING, {"prompt": "slow"}, webhook=receiver.url(hook))
+
+    canceled = await fal.put(submitted["cancel_url"])
+    again = await fal.put(submitted["cancel_url"])
+    unknown = await fal.put(f"/fal-ai/kling-video/requests/{uuid.uuid4()}/cancel")
+
+    assert (canceled.status_code, canceled.json()) == (202, {"status": "CANCELLATION_REQUESTED"})
+    assert (again.status_code, again.json()) == (400, {"status": "ALREADY_COMPLETED"})
+    assert unknown.status_code == 404
+    status = (await fal.get(submitted["status_url"])).json()
+    assert status["status"] == "COMPLETED" and status["error_type"] == "client_cancelled"
+    assert (await fal.get(submitted["response_url"])).status_code == 499
+    await wait_for(lambda: len(receiver.deliveries[hook]) == 1)
+    assert receiver.deliveries[hook][0].json()["status"] == "ERROR"
+    counts = await stats(admin)
+    assert counts["fal"]["canceled"] == counts["canceled"] == 1
+    await asyncio.sleep(0.6)  # past the end of the canceled run: nothing may revive it
+    assert (await fal.get(submitted["status_url"])).json() == status
+    assert len(receiver.deliveries[hook]) == 1
+
+
+# --- Gemini API (Veo) ----------------------------------------------------------------------------
+
+
+async def start_veo(
+    gemini: httpx.AsyncClient, model: str = VEO, prompt: str = "a kite", **parameters: Any
+) -> httpx.Response:
+    return await gemini.post(
+        f"/v1beta/models/{model}:predictLongRunning",
+        json={"instances": [{"prompt": prompt}], "parameters": parameters},
+    )
+
+
+async def veo_until_done(gemini: httpx.AsyncClient, name: str) -> list[dict[str, Any]]:
+    """Poll an operation until it is done; every state seen."""
+    seen = await poll(gemini, f"/v1beta/{name}", lambda body: body.get("done", False))
+    return [response.json() for response in seen]
+
+
+async def test_veo_operation_finishes_with_a_video_downloaded_with_the_key_via_a_redirect(
+    gemini: httpx.AsyncClient, emulator_url: str
+) -> None:
+    started = await start_veo(gemini, durationSeconds=4, aspectRatio="9:16")
+
+    assert started.status_code == 200, started.text
+    name = started.json()["name"]
+    assert re.fullmatch(rf"models/{VEO}/operations/[a-z0-9]{{12}}", name)
+    assert started.json() == {"name": name}  # `done` is left out while false
+    seen = await veo_until_done(gemini, name)
+    done = seen[-1]
+    assert done["done"] is True and "error" not in done
+    response = done["response"]
+    assert response["@type"] == (
+        "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
+    )
+    [sample] = response["generateVideoResponse"]["generatedSamples"]
+    uri = sample["video"]["uri"]
+    assert re.fullmatch(
+        rf"{emulator_url}/gemini/v1beta/files/[a-z0-9]{{12}}:download\?alt=media", uri
+    )
+
+    async with local_client() as anonymous:
+        without_key = await anonymous.get(uri)
+        wrong_key = await anonymous.get(uri, headers={"x-goog-api-key": "nope"})
+        redirect = await anonymous.get(uri, headers={"x-goog-api-key": GEMINI_KEY})
+        by_param = await anonymous.get(f"{uri}&key={GEMINI_KEY}", follow_redirects=True)
+        stored = await anonymous.get(redirect.headers["location"])  # the content host: no key
+        forged = await anonymous.get(re.sub(r"sig=\w+", "sig=forged", redirect.headers["location"]))
+
+    assert without_key.status_code == 403
+    assert without_key.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert wrong_key.status_code == 400
+    assert wrong_key.json()["error"]["details"][0]["reason"] == "API_KEY_INVALID"
+    assert redirect.status_code == 302
+    assert redirect.headers["location"].startswith(f"{emulator_url}/gemini/storage/")
+    assert stored.status_code == by_param.status_code == 200
+    assert stored.headers["content-type"] == "video/mp4" and stored.content == by_param.content
+    probed = probe(stored.content)
+    assert abs(probed.seconds - 4) < 0.1 and probed.height > probed.width
+    assert forged.status_code == 403
+
+
+async def test_veo_api_needs_the_key(emulator_url: str, gemini: httpx.AsyncClient) -> None:
+    async with local_client(base_url=f"{emulator_url}/gemini") as anonymous:
+        missing = await anonymous.post(
+            f"/v1beta/models/{VEO}:predictLongRunning", json={"instances": [{"prompt": "x"}]}
+        )
+        wrong = await anonymous.get(
+            f"/v1beta/models/{VEO}/operations/abc", headers={"x-goog-api-key": "nope"}
+        )
+    assert missing.status_code == 403
+    assert missing.json()["error"]["message"].startswith(
+        "Method doesn't allow unregistered callers"
+    )
+    assert wrong.json() == {
+        "error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }
+            ],
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "parameters"),
+    [
+        (VEO, {"durationSeconds": 5}),
+        (VEO, {"aspectRatio": "1:1"}),
+        (VEO, {"resolution": "1080p", "durationSeconds": 4}),
+        (VEO, {"personGeneration": "dont_allow"}),
+        (VEO, {"sampleCount": 2}),
+        ("veo-2.0-generate-001", {"durationSeconds": 4}),
+        ("veo-2.0-generate-001", {"resolution": "720p"}),
+        ("veo-3.1-generate-preview", {"generateAudio": True}),
+    ],
+)
+async def test_veo_parameters_are_validated_per_model(
+    gemini: httpx.AsyncClient, model: str, parameters: dict[str, Any]
+) -> None:
+    response = await start_veo(gemini, model, **parameters)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+async def test_veo_accepts_each_models_documented_values_and_rejects_bad_requests(
+    gemini: httpx.AsyncClient,
+) -> None:
+    veo2 = await start_veo(gemini, "veo-2.0-generate-001", durationSeconds=7, sampleCount=2)
+    full_hd = await start_veo(gemini, "veo-3.1-generate-preview", resolution="1080p")
+    as_string = await start_veo(gemini, "veo-3.0-fast-generate-001", durationSeconds="6")
+    unknown = await start_veo(gemini, "veo-9")
+    no_prompt = await start_veo(gemini, prompt="")
+    image_url = await gemini.post(
+        f"/v1beta/models/{VEO}:predictLongRunning",
+        json={"instances": [{"prompt": "x", "imageUrl": "https://example.com/a.png"}]},
+    )
+    no_operation = await gemini.get(f"/v1beta/models/{VEO}/operations/aaaaaaaaaaaa")
+
+    assert veo2.status_code == full_hd.status_code == as_string.status_code == 200
+    assert unknown.status_code == 404 and unknown.json()["error"]["status"] == "NOT_FOUND"
+    assert no_prompt.status_code == image_url.status_code == 400
+    assert "imageUrl" in image_url.json()["error"]["message"]
+    assert no_operation.status_code == 404
+    samples = (await veo_until_done(gemini, veo2.json()["name"]))[-1]["response"]
+    assert len(samples["generateVideoResponse"]["generatedSamples"]) == 2
+
+
+async def test_veo_failure_is_a_done_operation_with_an_error(
+    gemini: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    config = await configure(admin, {"veo": {"failure_rate": 1}})
+
+    done = (await veo_until_done(gemini, (await start_veo(gemini)).json()["name"]))[-1]
+
+    assert done["error"] == {"code": 13, "message": config["veo"]["failure_message"]}
+    assert "response" not in done
+
+
+async def test_veo_safety_filter_leaves_a_done_operation_without_samples(
+    gemini: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    config = await configure(admin, {"veo": {"safety_filter_rate": 1}})
+
+    done = (await veo_until_done(gemini, (await start_veo(gemini)).json()["name"]))[-1]
+
+    assert "error" not in done
+    assert done["response"]["generateVideoResponse"] == {
+        "raiMediaFilteredCount": 1,
+        "raiMediaFilteredReasons": [config["veo"]["safety_filter_reason"]],
+    }
+
+
+# --- Faults, config and stats --------------------------------------------------------------------
+
+
+async def test_create_429_carries_each_providers_reset_hint_and_creates_nothing(
+    replicate: httpx.AsyncClient,
+    fal: httpx.AsyncClient,
+    gemini: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+) -> None:
+    await configure(admin, {"all": {"create_429_rate": 1, "rate_limit_reset_seconds": 7}})
+
+    from_replicate = await replicate.post(
+        f"/v1/models/{MODEL}/predictions", json={"input": {"prompt": "x"}}
+    )
+    from_fal = await fal.post(f"/{KLING}", json={"prompt": "x"})
+    from_veo = await start_veo(gemini)
+
+    assert from_replicate.status_code == from_fal.status_code == from_veo.status_code == 429
+    assert from_replicate.headers["retry-after"] == from_fal.headers["retry-after"] == "7"
+    assert from_replicate.json() == {
+        "title": "Request was throttled.",
+        "detail": "Request was throttled. Expected available in 7 seconds.",
+        "status": 429,
+        "retry_after": 7,
+    }
+    error = from_veo.json()["error"]
+    assert (error["code"], error["status"]) == (429, "RESOURCE_EXHAUSTED")
+    assert {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"} in error[
+        "details"
+    ]
+    counts = await stats(admin)
+    assert counts["created"] == 0
+    assert [counts[p]["injected_429s"] for p in ("replicate", "fal", "veo")] == [1, 1, 1]
+
+
+async def test_status_5xx_is_transient_and_in_each_providers_shape(
+    replicate: httpx.AsyncClient,
+    fal: httpx.AsyncClient,
+    gemini: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+) -> None:
+    prediction = await create(replicate, {"prompt": "x"})
+    request = await submit(fal, KLING, {"prompt": "x"})
+    operation = (await start_veo(gemini)).json()
+    await configure(admin, {"all": {"status_5xx_rate": 1}})
+
+    failing = [
+        await replicate.get(f"/v1/predictions/{prediction['id']}"),
+        await fal.get(request["status_url"]),
+        await fal.get(request["response_url"]),
+        await gemini.get(f"/v1beta/{operation['name']}"),
+    ]
+    await configure(admin, {"all": {"status_5xx_rate": 0}})
+    recovered = await replicate.get(f"/v1/predictions/{prediction['id']}")
+
+    assert [response.status_code for response in failing] == [503, 503, 503, 503]
+    assert failing[0].json()["status"] == 503  # Replicate's problem document
+    assert "nginx" in failing[1].text  # fal's ingress page, which fal's clients retry
+    assert failing[3].json()["error"]["status"] == "UNAVAILABLE"
+    assert recovered.status_code == 200
+    counts = await stats(admin)
+    assert [counts[p]["injected_5xxs"] for p in ("replicate", "fal", "veo")] == [1, 2, 1]
+
+
+async def test_dropped_webhooks_never_arrive_not_even_as_retries(
+    replicate: httpx.AsyncClient,
+    fal: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    receiver: Receiver,
+) -> None:
+    await configure(admin, {"all": {"webhook_drop_rate": 1}})
+    created = await create(
+        replicate,
+        {"prompt": "x"},
+        webhook=receiver.url("drop-r"),
+        webhook_events_filter=["completed"],
+    )
+    submitted = await submit(fal, KLING, {"prompt": "x"}, webhook=receiver.url("drop-f"))
+
+    await wait_until_done(replicate, created["id"])
+    await fal_until_completed(fal, submitted["status_url"])
+    await asyncio.sleep(0.3)
+
+    assert receiver.deliveries["drop-r"] == receiver.deliveries["drop-f"] == []
+    counts = await stats(admin)
+    assert counts["replicate"]["webhooks_dropped"] == counts["fal"]["webhooks_dropped"] == 1
+    assert counts["replicate"]["webhooks_sent"] == counts["fal"]["webhooks_sent"] == 0
+
+
+async def test_duplicated_webhook_is_the_same_signed_request_twice(
+    replicate: httpx.AsyncClient,
+    fal: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    receiver: Receiver,
+) -> None:
+    await configure(admin, {"all": {"webhook_duplicate_rate": 1}})
+    await create(
+        replicate,
+        {"prompt": "x"},
+        webhook=receiver.url("dup-r"),
+        webhook_events_filter=["completed"],
+    )
+    await submit(fal, KLING, {"prompt": "x"}, webhook=receiver.url("dup-f"))
+
+    await wait_for(
+        lambda: len(receiver.deliveries["dup-r"]) == len(receiver.deliveries["dup-f"]) == 2
+    )
+
+    for name in ("dup-r", "dup-f"):
+        first, second = receiver.deliveries[name]
+        assert (first.headers, first.body) == (second.headers, second.body)
+    secret = await webhook_secret(replicate)
+    assert len(verified(secret, receiver.deliveries["dup-r"])) == 2
+    counts = await stats(admin)
+    assert counts["replicate"]["webhooks_duplicated"] == counts["fal"]["webhooks_duplicated"] == 1
+
+
+async def test_reordered_webhooks_let_a_later_event_arrive_first(
+    replicate: httpx.AsyncClient, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await configure(admin, {"replicate": {"webhook_reorder_rate": 1}})
+    hook = "reorder"
+    created = await create(replicate, {"prompt": "x"}, webhook=receiver.url(hook))
+    await wait_until_done(replicate, created["id"])
+    await wait_for(lambda: any(b'"starting"' in d.body for d in receiver.deliveries[hook]))
+
+    statuses = [d.json()["status"] for d in receiver.deliveries[hook]]
+    # Every non-final event was held back; the final `completed` one overtook them all.
+    assert statuses[0] == "succeeded"
+    assert statuses.index("starting") > 0
+
+
+async def test_delayed_webhooks_arrive_late_but_in_order(
+    replicate: httpx.AsyncClient, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await configure(admin, {"replicate": {"webhook_delay_seconds": 0.5}})
+    hooks = [f"delay-{index}" for index in range(3)]
+    for hook in hooks:
+        await create(
+            replicate,
+            {"prompt": hook},
+            webhook=receiver.url(hook),
+            webhook_events_filter=["output", "completed"],
+        )
+    await wait_for(lambda: all(len(receiver.deliveries[hook]) == 2 for hook in hooks))
+
+    lateness = []
+    for hook in hooks:
+        output, completed = receiver.deliveries[hook]
+        assert output.at <= completed.at  # in order: `output` before `completed`
+        finished = datetime.fromisoformat(completed.json()["completed_at"]).timestamp()
+        lateness.append(completed.at - finished)
+    # Each delivery waits up to 0.5 s after the one before it: two of them rarely add up to little.
+    assert max(lateness) > 0.1
+
+
+async def test_outputs_expire_as_each_provider_shows_it(
+    replicate: httpx.AsyncClient,
+    fal: httpx.AsyncClient,
+    gemini: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+) -> None:
+    await configure(admin, {"all": {"output_expiry_seconds": 0.4}})
+    prediction = await create(replicate, {"prompt": "x"})
+    request = await submit(fal, KLING, {"prompt": "x"})
+    operation = (await start_veo(gemini)).json()
+    done = (await wait_until_done(replicate, prediction["id"]))[-1]
+    await fal_until_completed(fal, request["status_url"])
+    veo_done = (await veo_until_done(gemini, operation["name"]))[-1]
+    fal_url = (await fal.get(request["response_url"])).json()["video"]["url"]
+    veo_uri = veo_done["response"]["generateVideoResponse"]["generatedSamples"][0]["video"]["uri"]
+    async with local_client(headers={"x-goog-api-key": GEMINI_KEY}) as client:
+        before = [await client.get(url) for url in (done["output"], fal_url, veo_uri)]
+        await asyncio.sleep(0.45)
+        after = [await client.get(url) for url in (done["output"], fal_url, veo_uri)]
+    removed = (await replicate.get(f"/v1/predictions/{prediction['id']}")).json()
+
+    assert [response.status_code for response in before] == [200, 200, 302]
+    assert [response.status_code for response in after] == [404, 404, 403]
+    assert after[2].json()["error"]["status"] == "PERMISSION_DENIED"
+    assert removed["data_removed"] is True
+    assert (removed["output"], removed["input"], removed["status"]) == (None, {}, "succeeded")
+    counts = await stats(admin)
+    assert counts["replicate"]["output_downloads"] == counts["fal"]["output_downloads"] == 1
+
+
+async def test_faults_apply_to_jobs_already_running(
+    replicate: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    await configure(admin, {"replicate": {"generation_seconds": 0.4}})
+    created = await create(replicate, {"prompt": "x"})
+    await configure(admin, {"replicate": {"failure_rate": 1}})
+
+    assert (await wait_until_done(replicate, created["id"]))[-1]["status"] == "failed"
+
+
+async def test_stats_are_kept_per_provider_with_totals_across_them(
+    replicate: httpx.AsyncClient,
+    fal: httpx.AsyncClient,
+    gemini: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    receiver: Receiver,
+) -> None:
+    replicate_hook, fal_hook = receiver.url("stats-r"), receiver.url("stats-f")
+    filters = {"webhook_events_filter": ["completed"]}
+    await create(replicate, {"prompt": "a"}, webhook=replicate_hook, **filters)
+    submitted = await submit(fal, KLING, {"prompt": "b"}, webhook=fal_hook)
+    await submit(fal, KLING, {"prompt": "c"})
+    await start_veo(gemini)
+    await fal_until_completed(fal, submitted["status_url"])
+    await wait_for(lambda: len(receiver.deliveries["stats-f"]) == 1)
+
+    counts = await stats(admin)
+    assert set(counts) == {"replicate", "fal", "veo", "created", "canceled", "created_per_webhook"}
+    assert counts["created"] == 4
+    assert counts["created_per_webhook"] == {replicate_hook: 1, fal_hook: 1}
+    assert counts["fal"] == {
+        "created": 2,
+        "canceled": 0,
+        "created_per_webhook": {fal_hook: 1},
+        "webhooks_sent": 1,
+        "webhooks_dropped": 0,
+        "webhooks_duplicated": 0,
+        "injected_429s": 0,
+        "injected_5xxs": 0,
+        "output_downloads": 0,
+    }
+    assert (counts["veo"]["created"], counts["veo"]["created_per_webhook"]) == (1, {})
+
+
+async def test_patch_changes_one_knob_of_one_provider(admin: httpx.AsyncClient) -> None:
+    before = (await admin.get("/_emulator/config")).json()
+
+    after = await configure(admin, {"fal": {"failure_rate": 0.25}})
+
+    assert after["fal"] == {**before["fal"], "failure_rate": 0.25}
+    assert after["replicate"] == before["replicate"] and after["veo"] == before["veo"]
+    assert {k: v for k, v in after.items() if k != "fal"} == {
+        k: v for k, v in before.items() if k != "fal"
+    }
+
+
+async def test_patch_all_sets_every_section_below_a_sections_own_change(
+    admin: httpx.AsyncClient,
+) -> None:
+    after = await configure(
+        admin,
+        {"all": {"webhook_drop_rate": 0.5, "create_5xx_rate": 0.1}, "veo": {"create_5xx_rate": 0}},
+    )
+
+    assert [after[p]["webhook_drop_rate"] for p in ("replicate", "fal", "veo")] == [0.5] * 3
+    assert [after[p]["create_5xx_rate"] for p in ("replicate", "fal", "veo")] == [0.1, 0.1, 0]
+    assert after["replicate"]["generation_seconds"] == FAST  # untouched knobs keep their values
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"replicate": {"failure_rate": 2}},
+        {"replicate": {"failure_rat": 0.5}},
+        {"failure_rate": 0.5},  # knobs live in provider sections now
+        {"all": {"safety_filter_rate": 0.5}},  # a Veo-only knob
+        {"all": 1},
+        {"fal": "fast"},
+        {"veo": {"output_expiry_seconds": 0}},
+        {"fal_webhook_signing_key": "not hex"},
+    ],
+)
+async def test_invalid_config_change_is_rejected_and_changes_nothing(
+    admin: httpx.AsyncClient, changes: dict[str, Any]
+) -> None:
+    before = (await admin.get("/_emulator/config")).json()
+
+    response = await admin.patch("/_emulator/config", json=changes)
+
+    assert response.status_code == 422, response.text
+    assert (await admin.get("/_emulator/config")).json() == before
+
+
+def test_uniform_config_gives_every_provider_the_same_knobs() -> None:
+    config = EmulatorConfig.uniform(public_url="http://h:1/", generation_seconds=1.5, fal_key="k:s")
+
+    assert config.public_url == "http://h:1"
+    assert config.fal_key == "k:s"
+    assert {config.behaviour(p).generation_seconds for p in ("replicate", "fal", "veo")} == {1.5}
+    # Each provider keeps its own wording of a failure.
+    assert len({config.behaviour(p).failure_message for p in ("replicate", "fal", "veo")}) == 3
+    with pytest.raises(ValueError, match="generation_secs"):
+        EmulatorConfig.uniform(public_url="http://h:1", generation_secs=1)

@@ -69,7 +69,7 @@ async def test_webhook_job_completes_with_stored_mp4(
 async def test_polling_job_reports_polls_while_running_and_completes(
     api: httpx.AsyncClient, emulator: httpx.AsyncClient
 ) -> None:
-    await emulator.patch("/_emulator/config", json={"generation_seconds": 3})
+    await emulator.patch("/_emulator/config", json={"all": {"generation_seconds": 3}})
     accepted = await submit(api, plan(generate_job("polled", waitingStrategy="polling")))
 
     running = await wait_for(
@@ -96,7 +96,8 @@ async def test_provider_failure_fails_job_with_providers_message(
     api: httpx.AsyncClient, emulator: httpx.AsyncClient
 ) -> None:
     await emulator.patch(
-        "/_emulator/config", json={"failure_rate": 1.0, "failure_message": "NSFW content detected"}
+        "/_emulator/config",
+        json={"all": {"failure_rate": 1.0, "failure_message": "NSFW content detected"}},
     )
     accepted = await submit(api, plan(generate_job("doomed")))
 
@@ -149,7 +150,7 @@ def _prediction(job: dict[str, Any], **changes: Any) -> dict[str, Any]:
 async def test_webhook_with_bad_or_stale_signature_is_refused_and_changes_nothing(
     api: httpx.AsyncClient, emulator: httpx.AsyncClient
 ) -> None:
-    await emulator.patch("/_emulator/config", json={"generation_seconds": 30})
+    await emulator.patch("/_emulator/config", json={"all": {"generation_seconds": 30}})
     accepted = await submit(api, plan(generate_job("target")))
     running = await wait_for(
         api, accepted["executionId"], lambda s: bool(s["jobs"][0]["providerJobId"])
@@ -219,7 +220,7 @@ async def test_duplicate_webhook_is_harmless(
 async def test_worker_killed_mid_job_completes_it_without_a_second_provider_job(
     api: httpx.AsyncClient, emulator: httpx.AsyncClient, worker: WorkerProcess
 ) -> None:
-    await emulator.patch("/_emulator/config", json={"generation_seconds": 4})
+    await emulator.patch("/_emulator/config", json={"all": {"generation_seconds": 4}})
     accepted = await submit(api, plan(generate_job("survivor")))
     running = await wait_for(
         api, accepted["executionId"], lambda s: bool(s["jobs"][0]["providerJobId"])

@@ -59,7 +59,8 @@ def test_one_plan_with_many_errors_reports_all_of_them() -> None:
         "executionPlan.jobs[0].params.prompt": "String should have at least 1 character",
         "executionPlan.jobs[1].id": "duplicate job id 'a' (first used by jobs[0])",
         "executionPlan.jobs[2].operation": (
-            "unknown operation 'pipeline:unknown'; expected one of ['pipeline:generate']"
+            "unknown operation 'pipeline:unknown'; expected one of"
+            " ['pipeline:generate', 'pipeline:concat', 'pipeline:thumbnail']"
         ),
         "executionPlan.jobs[3].params.modelId": (
             "unknown model 'acme/nonexistent'; see GET /api/models"
@@ -108,3 +109,98 @@ def test_model_of_a_provider_without_credentials_is_refused() -> None:
     [problem] = caught.value.problems
     assert problem.path == "executionPlan.jobs[0].params.modelId"
     assert "no credentials for" in problem.message and "'replicate'" in problem.message
+
+
+def test_references_imply_dependencies_and_are_kept_for_the_workflow() -> None:
+    validated = validate_submission(
+        plan(
+            generate_job("a"),
+            generate_job("b"),
+            {
+                "id": "joined",
+                "operation": "pipeline:concat",
+                "params": {"inputs": ["{{jobs.a.output}}", "{{jobs.b.outputs}}"]},
+            },
+            {
+                "id": "thumb",
+                "operation": "pipeline:thumbnail",
+                "params": {"input": "{{jobs.joined.output}}", "atSeconds": 1.5},
+                "dependsOn": ["a"],
+            },
+            generate_job("animated", imageUrl="{{jobs.thumb.output}}"),
+        ),
+        providers=PROVIDERS,
+    )
+    jobs = {job.id: job for job in validated.jobs}
+    assert jobs["joined"].depends_on == ("a", "b")
+    assert jobs["joined"].params == {"inputs": ["{{jobs.a.output}}", "{{jobs.b.outputs}}"]}
+    assert jobs["thumb"].depends_on == ("a", "joined")
+    assert jobs["thumb"].params == {
+        "input": "{{jobs.joined.output}}",
+        "atSeconds": 1.5,
+        "format": "jpeg",
+    }
+    assert jobs["animated"].params["imageUrl"] == "{{jobs.thumb.output}}"
+    assert jobs["animated"].depends_on == ("thumb",)
+
+
+def test_every_dag_problem_is_reported_at_once() -> None:
+    body = plan(
+        generate_job("clip"),
+        generate_job("wrong-kind", imageUrl="{{jobs.clip.output}}"),
+        generate_job("ghost-ref", imageUrl="{{jobs.nobody.output}}"),
+        {
+            "id": "selfish",
+            "operation": "pipeline:thumbnail",
+            "params": {"input": "{{jobs.selfish.output}}"},
+        },
+        {
+            "id": "many",
+            "operation": "pipeline:thumbnail",
+            "params": {"input": "{{jobs.clip.outputs}}"},
+        },
+        {"id": "empty", "operation": "pipeline:concat", "params": {"inputs": []}},
+        {
+            "id": "bad-thumb",
+            "operation": "pipeline:thumbnail",
+            "params": {"input": "ftp://x", "atSeconds": -1, "format": "gif"},
+        },
+        {
+            "id": "loop-a",
+            "operation": "pipeline:concat",
+            "params": {"inputs": ["{{jobs.loop-b.output}}"]},
+        },
+        {
+            "id": "loop-b",
+            "operation": "pipeline:concat",
+            "params": {"inputs": ["{{jobs.loop-a.output}}"]},
+        },
+    )
+    found = problems(body)
+    jobs = "executionPlan.jobs"
+    assert found == {
+        f"{jobs}[1].params.imageUrl": "{{jobs.clip.output}} is a video and imageUrl needs an image",
+        f"{jobs}[2].params.imageUrl": "{{jobs.nobody.output}} names unknown job 'nobody'",
+        f"{jobs}[3].params.input": "a job cannot use its own output",
+        f"{jobs}[4].params.input": (
+            "{{jobs.clip.outputs}} is a list of URLs and input takes one; use {{jobs.clip.output}}"
+        ),
+        f"{jobs}[5].params.inputs": "List should have at least 1 item after validation, not 0",
+        f"{jobs}[6].params.input": "String should match pattern '^https?://'",
+        f"{jobs}[6].params.atSeconds": "Input should be greater than or equal to 0",
+        f"{jobs}[6].params.format": "Input should be 'jpeg' or 'png'",
+        f"{jobs}[7].dependsOn": "dependency cycle: loop-a -> loop-b -> loop-a",
+    }
+
+
+def test_a_long_chain_validates_without_recursion_limits() -> None:
+    chain = [generate_job("j0")] + [
+        {
+            "id": f"j{i}",
+            "operation": "pipeline:thumbnail",
+            "params": {"input": "https://x/v.mp4"},
+            "dependsOn": [f"j{i - 1}"],
+        }
+        for i in range(1, MAX_JOBS)
+    ]
+    assert len(validate_submission(plan(*chain), providers=PROVIDERS).jobs) == MAX_JOBS

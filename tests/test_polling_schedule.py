@@ -139,7 +139,6 @@ async def _run(env: WorkflowEnvironment, db: Database, provider: SlowProvider) -
         params=row.params,
         waiting_strategy=WaitingStrategy.POLLING,
         webhook_url=None,
-        depends_on=[],
         deadline_seconds=3600,
         poll=SCHEDULE,
     )
@@ -183,7 +182,10 @@ async def test_polls_follow_the_schedule_and_the_database_tracks_each_attempt(
     assert provider.started_at is not None
     first_delay = (provider.polls[0].at - provider.started_at).total_seconds()
     assert first_delay == pytest.approx(5, abs=0.5)
-    gaps = [(b.at - a.at).total_seconds() for a, b in zip(provider.polls, provider.polls[1:], strict=False)]
+    gaps = [
+        (b.at - a.at).total_seconds()
+        for a, b in zip(provider.polls, provider.polls[1:], strict=False)
+    ]
     assert gaps == pytest.approx([7.5, 11.25, 16.875, 25.3125, 30], abs=0.5)
     assert gaps == pytest.approx(_expected_gaps(6), abs=0.5)
     # What each poll wrote: its attempt number, and when the next one is due.
@@ -208,5 +210,8 @@ async def test_polling_stops_at_the_attempt_limit_and_cancels_the_job(
     assert final.status == "failed"
     assert final.poll_attempts == SCHEDULE.max_attempts
     assert final.next_poll_at is None
-    gaps = [(b.at - a.at).total_seconds() for a, b in zip(provider.polls, provider.polls[1:], strict=False)]
+    gaps = [
+        (b.at - a.at).total_seconds()
+        for a, b in zip(provider.polls, provider.polls[1:], strict=False)
+    ]
     assert gaps[-2:] == pytest.approx([30, 30], abs=0.5)

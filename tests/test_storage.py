@@ -494,3 +494,72 @@ def test_create_store_picks_local_without_a_bucket(tmp_path: Path) -> None:
     assert isinstance(store, LocalStore)
     assert store.root == tmp_path
     assert store.public_url("a.mp4") == "http://api.test/files/a.mp4"
+
+
+# key_for: the inverse of public_url.
+
+
+@pytest.mark.parametrize("key", ["a.mp4", "executions/e1/j-1_x/output-0.mp4"])
+async def test_key_for_inverts_public_url(store: ObjectStore, key: str) -> None:
+    assert store.key_for(store.public_url(key)) == key
+
+
+async def test_key_for_of_a_stored_object_url_downloads_it(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    source = tmp_path / "source.mp4"
+    source.write_bytes(b"parent output")
+    url = await store.put_file(key="e/j/output-0.mp4", path=source, content_type="video/mp4")
+
+    key = store.key_for(url)
+    assert key is not None
+    await store.download_to(key=key, path=tmp_path / "copy.mp4")
+    assert (tmp_path / "copy.mp4").read_bytes() == b"parent output"
+
+
+def test_local_key_for_rejects_other_urls() -> None:
+    store = LocalStore(Path("unused"), "http://127.0.0.1:3000/files/")
+    assert store.key_for("HTTP://127.0.0.1:3000/files/a/b.mp4?v=2") == "a/b.mp4"
+    for url in [
+        "https://replicate.delivery/pbxt/abc/output.mp4",
+        "http://127.0.0.1:3001/files/a.mp4",
+        "https://127.0.0.1:3000/files/a.mp4",
+        "http://127.0.0.1:3000/filesx/a.mp4",
+        "http://127.0.0.1:3000/files/",
+        "http://127.0.0.1:3000/files",
+        "http://127.0.0.1:3000/files/a/../../secret",
+        "http://127.0.0.1:3000/files/a%2Fb.mp4",
+        "http://127.0.0.1:3000/files//a.mp4",
+        "not a url",
+    ]:
+        assert store.key_for(url) is None, url
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "cdn", "url", "expected"),
+    [
+        (None, "https://cdn.example.com/", "https://cdn.example.com/a/b.mp4", "a/b.mp4"),
+        (None, "https://cdn.example.com/media", "https://cdn.example.com/media/a.mp4", "a.mp4"),
+        (None, "https://cdn.example.com/media", "https://cdn.example.com/a.mp4", None),
+        (None, None, "https://media.s3.eu-west-1.amazonaws.com/a.mp4", "a.mp4"),
+        (None, None, "https://other.s3.eu-west-1.amazonaws.com/a.mp4", None),
+        ("http://127.0.0.1:9000", None, "http://127.0.0.1:9000/media/a.mp4", "a.mp4"),
+        ("http://127.0.0.1:9000", None, "http://127.0.0.1:9000/other/a.mp4", None),
+        (None, "https://cdn.example.com", "https://replicate.delivery/x/out.mp4", None),
+    ],
+    ids=[
+        "cdn",
+        "cdn-with-path",
+        "cdn-outside-path",
+        "aws",
+        "aws-other-bucket",
+        "endpoint",
+        "endpoint-other-bucket",
+        "foreign",
+    ],
+)
+def test_s3_key_for_recognises_only_its_own_urls(
+    endpoint: str | None, cdn: str | None, url: str, expected: str | None
+) -> None:
+    store = make_s3_store(endpoint, "media", region="eu-west-1", public_base_url=cdn)
+    assert store.key_for(url) == expected

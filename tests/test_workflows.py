@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from activities.provider_jobs import JOB_STILL_RUNNING
 from reelflow.embedded import temporal_binary
+from reelflow.temporal import provider_task_queue
 from reelflow.types import (
     CancelInput,
     ExecutionInput,
@@ -27,6 +28,7 @@ from reelflow.types import (
     JobUpdate,
     PersistInput,
     PersistResult,
+    PlanJob,
     PollInput,
     PollSchedule,
     ProviderJobInput,
@@ -120,7 +122,6 @@ def job_input(
     strategy: WaitingStrategy = WaitingStrategy.POLLING,
     deadline_seconds: int = 1800,
     max_attempts: int = 100,
-    depends_on: list[str] | None = None,
 ) -> ProviderJobInput:
     return ProviderJobInput(
         job_record_id=str(uuid.uuid4()),
@@ -131,7 +132,6 @@ def job_input(
         params={"prompt": "p"},
         waiting_strategy=strategy,
         webhook_url=None,
-        depends_on=depends_on or [],
         deadline_seconds=deadline_seconds,
         poll=PollSchedule(5, 7.5, 1.5, 60, max_attempts),
     )
@@ -139,15 +139,37 @@ def job_input(
 
 @asynccontextmanager
 async def worker_for(client: Client, provider: Provider) -> AsyncIterator[str]:
-    """Run both workflows with the provider's stand-in activities on a fresh task queue."""
+    """Run both workflows with the provider's stand-in activities on a fresh task queue (and
+    its provider queue, where the provider calls go)."""
     queue = f"q-{uuid.uuid4()}"
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[ProviderJobWorkflow, ExecutionWorkflow],
-        activities=provider.activities(),
+    activities = {fn.__name__: fn for fn in provider.activities()}
+    provider_calls = [activities.pop(name) for name in ("start", "poll", "cancel")]
+    async with (
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=[ProviderJobWorkflow, ExecutionWorkflow],
+            activities=list(activities.values()),
+        ),
+        Worker(
+            client,
+            task_queue=provider_task_queue(queue, "replicate"),
+            activities=provider_calls,
+        ),
     ):
         yield queue
+
+
+def plan_job(job: ProviderJobInput, depends_on: list[str] | None = None) -> PlanJob:
+    return PlanJob(
+        job_record_id=job.job_record_id,
+        job_id=job.job_id,
+        operation="pipeline:generate",
+        params=job.params,
+        depends_on=depends_on or [],
+        continue_on_error=False,
+        generate=job,
+    )
 
 
 async def run_job(client: Client, provider: Provider, job: ProviderJobInput) -> Any:
@@ -249,12 +271,12 @@ async def test_failed_job_skips_its_dependents_and_fails_the_execution(
     provider = Provider(
         poll=lambda _: ProviderSnapshot("pred-1", ProviderState.FAILED, "failed", error="boom")
     )
-    first = job_input("first")
-    second = job_input("second", depends_on=["first"])
+    first = plan_job(job_input("first"))
+    second = plan_job(job_input("second"), depends_on=["first"])
     async with worker_for(env.client, provider) as queue:
         result = await env.client.execute_workflow(
             ExecutionWorkflow.run,
-            ExecutionInput("exec-1", [first, second]),
+            ExecutionInput("exec-1", [first, second], max_parallel_jobs=10),
             id=f"execution-{uuid.uuid4()}",
             task_queue=queue,
         )
@@ -274,7 +296,7 @@ async def test_cancelling_an_execution_cancels_its_provider_jobs(env: WorkflowEn
     async with worker_for(env.client, provider) as queue:
         handle = await env.client.start_workflow(
             ExecutionWorkflow.run,
-            ExecutionInput("exec-1", [job]),
+            ExecutionInput("exec-1", [plan_job(job)], max_parallel_jobs=10),
             id=f"execution-{uuid.uuid4()}",
             task_queue=queue,
         )

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from activities.persist import PersistActivities
@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.recording import record_job
 
-__all__ = ["ProviderJobWorkflow"]
+__all__ = ["ProviderJobWorkflow", "failure_message"]
 
 _PROVIDER_CALL = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -47,10 +47,11 @@ def _provider_queue(job: ProviderJobInput) -> str:
     return provider_task_queue(workflow.info().task_queue, job.provider)
 
 
-def _failure_message(error: BaseException) -> str:
-    """The innermost message of an activity failure: the provider's words, not Temporal's."""
+def failure_message(error: BaseException) -> str:
+    """The innermost message of an activity or child failure: the provider's words, not
+    Temporal's wrapping."""
     cause: BaseException | None = error
-    while isinstance(cause, ActivityError) and cause.cause is not None:
+    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
         cause = cause.cause
     return str(cause) if cause is not None else str(error)
 
@@ -100,7 +101,7 @@ class ProviderJobWorkflow:
                 retry_policy=_PROVIDER_CALL,
             )
         except ActivityError as error:
-            return await self._finish(job, JobStatus.FAILED, error=_failure_message(error))
+            return await self._finish(job, JobStatus.FAILED, error=failure_message(error))
         snapshot = started.snapshot
         self._provider_job_id = snapshot.provider_job_id
         self._status = JobStatus.PROCESSING
@@ -118,7 +119,7 @@ class ProviderJobWorkflow:
                     f"no result within the deadline of {job.deadline_seconds} s;"
                     " the job was cancelled at the provider"
                     if timed_out
-                    else _failure_message(error)
+                    else failure_message(error)
                 )
                 return await self._finish(job, JobStatus.FAILED, error=message)
 
@@ -222,7 +223,7 @@ class ProviderJobWorkflow:
                 job,
                 JobStatus.FAILED,
                 provider_status=snapshot.provider_status,
-                error=f"storing the output failed: {_failure_message(error)}",
+                error=f"storing the output failed: {failure_message(error)}",
             )
         await record_job(
             JobUpdate(
@@ -262,7 +263,7 @@ class ProviderJobWorkflow:
             workflow.logger.warning(
                 "Could not cancel provider job %s: %s",
                 self._provider_job_id,
-                _failure_message(error),
+                failure_message(error),
             )
 
 

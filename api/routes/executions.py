@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, HTTPException, Response, status
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 
 from api.deps import ServicesDep
-from api.schemas import ExecutionAccepted, ExecutionStatusView, ProblemList
+from api.schemas import (
+    ExecutionAccepted,
+    ExecutionPage,
+    ExecutionStatusView,
+    ExecutionSummary,
+    ProblemList,
+)
 from reelflow.db import repository
 from reelflow.executions import (
     ExecutionFinished,
@@ -88,3 +98,48 @@ async def cancel(services: ServicesDep, execution_id: str) -> dict[str, str]:
             status.HTTP_409_CONFLICT, f"execution {execution_id} is already {error}"
         ) from error
     return {"executionId": execution_id, "status": "canceling"}
+
+
+def _encode_cursor(created_at: datetime, execution_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), execution_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, execution_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), str(execution_id)
+    except (binascii.Error, ValueError, TypeError) as error:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor: not a cursor this API returned"
+        ) from error
+
+
+@router.get("/executions", response_model=ExecutionPage)
+async def list_executions(
+    services: ServicesDep,
+    status_: Annotated[
+        Literal["queued", "running", "completed", "failed", "canceled"] | None,
+        Query(alias="status"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ExecutionPage:
+    """Executions, newest first, with cursor pagination that stays stable as new ones arrive."""
+    before = _decode_cursor(cursor) if cursor else None
+    async with services.db.session() as session:
+        rows = await repository.list_executions(
+            session=session, status=status_, limit=limit + 1, before=before
+        )
+        page = rows[:limit]
+        counts = await repository.count_jobs(
+            session=session, execution_ids=[row.id for row in page]
+        )
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = _encode_cursor(page[-1].created_at, page[-1].id)
+    return ExecutionPage(
+        executions=[ExecutionSummary.of(row, counts.get(row.id, 0)) for row in page],
+        nextCursor=next_cursor,
+    )

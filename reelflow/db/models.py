@@ -53,6 +53,7 @@ class ExecutionJob(SQLModel, table=True):
     provider: str | None = None
     params: dict[str, Any] = _jsonb()
     depends_on: list[str] = _jsonb()
+    continue_on_error: bool = False
     status: str
     outputs: list[dict[str, Any]] = _jsonb()
     error: str | None = None

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -24,6 +24,8 @@ __all__ = [
     "add_execution",
     "apply_execution_update",
     "apply_job_update",
+    "count_jobs",
+    "list_executions",
     "get_execution",
     "get_execution_by_idempotency_key",
     "get_job",
@@ -65,6 +67,37 @@ async def get_execution_by_idempotency_key(
         select(Execution).where(col(Execution.idempotency_key) == idempotency_key)
     )
     return result.scalars().first()
+
+
+async def list_executions(
+    *,
+    session: AsyncSession,
+    status: str | None,
+    limit: int,
+    before: tuple[datetime, str] | None,
+) -> list[Execution]:
+    """Executions newest first, optionally of one status, strictly after the `before` key
+    (created_at, id) of the previous page's last item: stable under concurrent inserts."""
+    query = select(Execution)
+    if status is not None:
+        query = query.where(col(Execution.status) == status)
+    if before is not None:
+        query = query.where(tuple_(col(Execution.created_at), col(Execution.id)) < tuple_(*before))
+    query = query.order_by(col(Execution.created_at).desc(), col(Execution.id).desc()).limit(limit)
+    result = await session.execute(query)
+    return list(result.scalars().all())
+
+
+async def count_jobs(*, session: AsyncSession, execution_ids: list[str]) -> dict[str, int]:
+    """Number of jobs of each execution."""
+    if not execution_ids:
+        return {}
+    result = await session.execute(
+        select(col(ExecutionJob.execution_id), func.count())
+        .where(col(ExecutionJob.execution_id).in_(execution_ids))
+        .group_by(col(ExecutionJob.execution_id))
+    )
+    return dict(result.tuples().all())
 
 
 async def list_execution_jobs(*, session: AsyncSession, execution_id: str) -> list[ExecutionJob]:
@@ -187,6 +220,8 @@ async def apply_job_update(
         values["error"] = update_.error
     if update_.outputs is not None:
         values["outputs"] = [asdict(output) for output in update_.outputs]
+    if update_.status is JobStatus.PROCESSING:
+        values["started_at"] = func.coalesce(col(ExecutionJob.started_at), now)
     if update_.status is JobStatus.COMPLETED:
         values["progress"] = 1.0
     if update_.status.terminal:

@@ -10,7 +10,7 @@ import httpx
 from fastapi import APIRouter, Body, FastAPI, HTTPException
 from pydantic import ValidationError
 
-from reelflow.emulator import replicate
+from reelflow.emulator import fal, replicate, veo
 from reelflow.emulator.config import EmulatorConfig
 from reelflow.emulator.errors import ProviderHTTPError, handle_provider_http_error
 from reelflow.emulator.outputs import OutputStore
@@ -21,6 +21,11 @@ __all__ = ["create_app"]
 
 admin = APIRouter(prefix="/_emulator", tags=["emulator"])
 
+_PATCH_EXAMPLES = [
+    {"replicate": {"failure_rate": 0.5}},
+    {"all": {"webhook_drop_rate": 0.2}, "veo": {"safety_filter_rate": 0.1}},
+]
+
 
 @admin.get("/config")
 async def get_config(state: StateDep) -> dict[str, Any]:
@@ -30,21 +35,27 @@ async def get_config(state: StateDep) -> dict[str, Any]:
 
 @admin.patch("/config")
 async def patch_config(
-    state: StateDep, changes: Annotated[dict[str, Any], Body(examples=[{"failure_rate": 0.5}])]
+    state: StateDep, changes: Annotated[dict[str, Any], Body(examples=_PATCH_EXAMPLES)]
 ) -> dict[str, Any]:
-    """Change some knobs; the others keep their values. Applies to jobs already running."""
+    """Change some knobs; the others keep their values. Applies to jobs already running.
+
+    A provider section (`replicate`, `fal`, `veo`) changes only the knobs it names; `all` sets
+    knobs in every section (below what a section itself says).
+    """
     try:
-        state.config = EmulatorConfig.model_validate(state.config.model_dump() | changes)
+        state.config = state.config.merged(changes)
     except ValidationError as error:
-        raise HTTPException(
-            422, detail=error.errors(include_url=False, include_context=False)
-        ) from error
+        detail = error.errors(include_url=False, include_context=False)
+        raise HTTPException(422, detail=detail) from error
+    except ValueError as error:
+        raise HTTPException(422, detail=str(error)) from error
     return state.config.model_dump(mode="json")
 
 
 @admin.get("/stats")
 async def get_stats(state: StateDep) -> dict[str, Any]:
-    """Counts of jobs created (in total and per webhook URL) and canceled."""
+    """Per provider: jobs created (in total and per webhook URL) and canceled, webhooks sent,
+    dropped and duplicated, 429s and 5xxs injected, output downloads; and totals."""
     return state.stats.as_json()
 
 
@@ -61,9 +72,9 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         config: Initial configuration; `PATCH /_emulator/config` can change it later.
 
     Returns:
-        An app serving Replicate under `/replicate`, the admin API under `/_emulator` and
-        `GET /healthz`. Its state (jobs, outputs, the webhook HTTP client) lives from lifespan
-        start to lifespan end.
+        An app serving Replicate under `/replicate`, fal's queue under `/fal`, the Gemini API
+        (Veo) under `/gemini`, the admin API under `/_emulator` and `GET /healthz`. Its state
+        (jobs, outputs, the webhook HTTP client) lives from lifespan start to lifespan end.
     """
 
     @asynccontextmanager
@@ -72,10 +83,13 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         # Webhooks go to the user's own services: never through a proxy from the environment.
         async with httpx.AsyncClient(trust_env=False) as client:
             state = EmulatorState(config=config, outputs=outputs, webhooks=WebhookSender(client))
-            backend = replicate.ReplicateBackend(state)
-            state.backends.append(backend)
             app.state.emulator = state
-            app.state.replicate = backend
+            for backend in (
+                replicate.ReplicateBackend(state),
+                fal.FalBackend(state),
+                veo.VeoBackend(state),
+            ):
+                state.backends[backend.provider] = backend
             try:
                 yield
             finally:
@@ -85,6 +99,8 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     app = FastAPI(title="reelflow provider emulator", lifespan=lifespan)
     app.exception_handler(ProviderHTTPError)(handle_provider_http_error)
     app.include_router(replicate.router, prefix=replicate.PREFIX)
+    app.include_router(fal.router, prefix=fal.PREFIX)
+    app.include_router(veo.router, prefix=veo.PREFIX)
     app.include_router(admin)
 
     @app.get("/healthz", tags=["emulator"])

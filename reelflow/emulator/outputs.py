@@ -13,8 +13,7 @@ class OutputStore:
     """Output files kept in a temporary directory for the life of the app.
 
     Files are laid out as `<provider>/<job id>/<file name>`; provider modules map their own URL
-    scheme onto that and serve the file with a streaming `FileResponse` (which also answers
-    HEAD and Range requests, as CDNs do).
+    scheme onto that (`JobBackend.output_response` serves a file).
     """
 
     def __init__(self) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import av
 
-__all__ = ["VIDEO_CODEC", "render_mp4"]
+__all__ = ["VIDEO_CODEC", "VideoSpec", "frame_size", "render_mp4"]
 
 # Some PyAV wheels are built without GPL encoders; mpeg4 is always there and every player opens it.
 VIDEO_CODEC: Literal["libx264", "mpeg4"] = (
@@ -22,6 +23,35 @@ VIDEO_CODEC: Literal["libx264", "mpeg4"] = (
 
 # Period of the luma triangle wave 0..255..0.
 _RAMP_PERIOD = 510
+# The rendered clips are small: their long side has this many pixels.
+_LONG_SIDE = 160
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """What a generated video looks like."""
+
+    prompt: str
+    """Seeds the picture."""
+
+    seconds: float
+    """Duration."""
+
+    aspect_ratio: str = "16:9"
+    """`W:H`."""
+
+    fps: int = 24
+    """Frame rate."""
+
+    seed: int | None = None
+    """Also seeds the picture; None: a random seed."""
+
+
+def frame_size(aspect_ratio: str) -> tuple[int, int]:
+    """Even width and height of a small frame with this `W:H` aspect ratio (e.g. `16:9`)."""
+    ratio_w, ratio_h = (int(part) for part in aspect_ratio.split(":"))
+    short = max(2, round(_LONG_SIDE * min(ratio_w, ratio_h) / max(ratio_w, ratio_h) / 2) * 2)
+    return (_LONG_SIDE, short) if ratio_w >= ratio_h else (short, _LONG_SIDE)
 
 
 def render_mp4(

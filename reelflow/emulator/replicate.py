@@ -12,14 +12,12 @@ import asyncio
 import hashlib
 import hmac
 import json
-import logging
-import random
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
@@ -27,9 +25,12 @@ from fastapi.responses import FileResponse
 
 from reelflow.emulator.config import EmulatorConfig
 from reelflow.emulator.errors import ProviderHTTPError
-from reelflow.emulator.render import render_mp4
-from reelflow.emulator.state import EmulatorState, StateDep
-from reelflow.emulator.webhooks import WebhookDelivery, standard_webhooks_signer
+from reelflow.emulator.faults import FaultResponses, request_faults
+from reelflow.emulator.jobs import Job, JobBackend, JobEvent, Phase, backend_dependency
+from reelflow.emulator.models import InputField, VideoModel, json_type
+from reelflow.emulator.render import VideoSpec
+from reelflow.emulator.state import StateDep
+from reelflow.emulator.webhooks import standard_webhooks_signer
 
 __all__ = [
     "MODELS",
@@ -43,8 +44,6 @@ __all__ = [
     "router",
 ]
 
-logger = logging.getLogger(__name__)
-
 PREFIX = "/replicate"
 """Where `router` is mounted."""
 
@@ -52,13 +51,8 @@ _PROBLEM_JSON = "application/problem+json"
 _OUTPUT_FILENAME = "output.mp4"
 # Replicate ids are 26 characters of lowercase base32 (digits and letters).
 _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-# A prediction sits in `starting` (queued, booting) for this share of its run, then `processing`.
-_STARTING_SHARE = 0.2
-_PROGRESS_STEPS = 4
 # Replicate sends `logs` and `output` webhooks at most once per 500 ms per prediction.
 _THROTTLE_SECONDS = 0.5
-# The rendered clips are small: their long side has this many pixels.
-_LONG_SIDE = 160
 
 
 class PredictionStatus(StrEnum):
@@ -74,6 +68,15 @@ class PredictionStatus(StrEnum):
     def terminal(self) -> bool:
         """Whether the prediction can no longer change."""
         return self not in {PredictionStatus.STARTING, PredictionStatus.PROCESSING}
+
+
+_STATUS_OF_PHASE = {
+    Phase.QUEUED: PredictionStatus.STARTING,
+    Phase.RUNNING: PredictionStatus.PROCESSING,
+    Phase.SUCCEEDED: PredictionStatus.SUCCEEDED,
+    Phase.FAILED: PredictionStatus.FAILED,
+    Phase.CANCELED: PredictionStatus.CANCELED,
+}
 
 
 class WebhookEvent(StrEnum):
@@ -93,40 +96,8 @@ _THROTTLED_EVENTS = frozenset({WebhookEvent.LOGS, WebhookEvent.OUTPUT})
 
 
 @dataclass(frozen=True)
-class InputField:
-    """One property of a model's input schema (the subset of JSON Schema these models use)."""
-
-    kind: Literal["string", "integer", "boolean", "uri"]
-    """JSON type; `uri` is a string in the `uri` format."""
-
-    required: bool = False
-    """Whether the input must have it."""
-
-    choices: tuple[str | int, ...] = ()
-    """Allowed values (an `enum`), if restricted."""
-
-    minimum: int | None = None
-    """Smallest allowed integer."""
-
-    maximum: int | None = None
-    """Largest allowed integer."""
-
-
-@dataclass(frozen=True)
-class ReplicateModel:
-    """An official model the emulator runs, with the input schema Replicate publishes for it."""
-
-    name: str
-    """`owner/name`."""
-
-    inputs: Mapping[str, InputField]
-    """Input schema; properties not listed are accepted and ignored, as Replicate does."""
-
-    default_seconds: float
-    """Video length when the input has no `duration`."""
-
-    fps: int
-    """Frame rate of the model's videos."""
+class ReplicateModel(VideoModel):
+    """An official model (`name` is `owner/name`), with the input schema Replicate publishes."""
 
     @property
     def version(self) -> str:
@@ -186,40 +157,39 @@ _MODELS_BY_VERSION = {model.version: model for model in MODELS.values()}
 # --- Predictions ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Prediction:
+@dataclass(kw_only=True)
+class Prediction(Job):
     """One prediction and everything needed to render it as Replicate's JSON."""
 
-    id: str
     model: ReplicateModel
     input: dict[str, Any]
-    webhook: str | None
-    webhook_events_filter: list[WebhookEvent] | None
-    created_at: datetime
-    status: PredictionStatus = PredictionStatus.STARTING
-    logs: str = ""
-    output: str | None = None
-    error: str | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    task: asyncio.Task[None] | None = None
+    webhook_events_filter: list[WebhookEvent] | None = None
     last_sent: dict[WebhookEvent, float] = field(default_factory=dict)
     """Loop time at which each throttled webhook event was last sent."""
 
-    def to_json(self, base_url: str) -> dict[str, Any]:
+    @property
+    def status(self) -> PredictionStatus:
+        """The prediction's status, as Replicate names it."""
+        return _STATUS_OF_PHASE[self.phase]
+
+    def to_json(self, base_url: str, *, data_removed: bool = False) -> dict[str, Any]:
         """The prediction as Replicate's API and webhooks show it.
 
         Args:
             base_url: The emulator's Replicate base URL, e.g. `http://127.0.0.1:3001/replicate`.
+            data_removed: Whether the input, output and logs are gone (an hour after the end).
         """
+        output = None
+        if self.outputs and not data_removed:
+            output = f"{base_url}/delivery/{self.id}/{self.outputs[0].name}"
         body: dict[str, Any] = {
             "id": self.id,
             "model": self.model.name,
             "version": self.model.version,
-            "input": self.input,
-            "logs": self.logs,
-            "output": self.output,
-            "data_removed": False,
+            "input": {} if data_removed else self.input,
+            "logs": "" if data_removed else "".join(f"{line.message}\n" for line in self.logs),
+            "output": output,
+            "data_removed": data_removed,
             "error": self.error,
             "status": self.status.value,
             "created_at": _timestamp(self.created_at),
@@ -235,32 +205,25 @@ class Prediction:
         }
         if self.completed_at is not None:
             metrics = {"total_time": (self.completed_at - self.created_at).total_seconds()}
-            if self.started_at is not None:
-                metrics["predict_time"] = (self.completed_at - self.started_at).total_seconds()
+            if self.run_seconds is not None:
+                metrics["predict_time"] = self.run_seconds
             body["metrics"] = metrics
         return body
 
 
 def _timestamp(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC with microseconds and `Z`, as Replicate writes timestamps."""
-    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _base_url(config: EmulatorConfig) -> str:
     return config.public_url + PREFIX
 
 
-class ReplicateBackend:
+class ReplicateBackend(JobBackend[Prediction]):
     """The predictions of one emulator app and the tasks that run them."""
 
-    def __init__(self, state: EmulatorState) -> None:
-        """Run predictions with the shared `state` (config, outputs, webhooks, stats)."""
-        self._state = state
-        self._predictions: dict[str, Prediction] = {}
-
-    def get(self, prediction_id: str) -> Prediction | None:
-        """The prediction with this id, if there is one."""
-        return self._predictions.get(prediction_id)
+    provider = "replicate"
 
     def create(
         self,
@@ -277,100 +240,27 @@ class ReplicateBackend:
             input=inputs,
             webhook=webhook,
             webhook_events_filter=webhook_events_filter,
-            created_at=datetime.now(UTC),
         )
-        self._predictions[prediction.id] = prediction
-        self._state.stats.record_created(webhook)
-        prediction.task = asyncio.create_task(self._run(prediction))
-        logger.info("Created prediction %s of %s", prediction.id, model.name)
-        self._emit(prediction, WebhookEvent.START)
-        return prediction
+        return self.start(prediction)
 
-    def cancel(self, prediction: Prediction) -> None:
-        """Stop a running prediction; a finished one is left as it is."""
-        if prediction.status.terminal:
-            return
-        if prediction.task is not None:
-            prediction.task.cancel()
-        self._state.stats.canceled += 1
-        self._finish(prediction, PredictionStatus.CANCELED)
+    def to_json(self, prediction: Prediction) -> dict[str, Any]:
+        """The prediction's JSON as of now (its data removed once outputs expired)."""
+        return prediction.to_json(
+            _base_url(self._state.config), data_removed=self.expired(prediction)
+        )
 
-    async def reset(self) -> None:
-        """Stop every running prediction and forget all of them."""
-        tasks = [p.task for p in self._predictions.values() if p.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._predictions.clear()
+    def _video_spec(self, job: Prediction) -> VideoSpec:
+        return job.model.video_spec(job.input)
 
-    async def _run(self, prediction: Prediction) -> None:
-        """Move a prediction through `starting` → `processing` → a terminal state."""
-        config = self._state.config
-        jitter = config.generation_jitter_seconds
-        total = max(0.0, config.generation_seconds + random.uniform(-jitter, jitter))
-        try:
-            await asyncio.sleep(total * _STARTING_SHARE)
-            prediction.status = PredictionStatus.PROCESSING
-            prediction.started_at = datetime.now(UTC)
-            seed = prediction.input.get("seed")
-            if not isinstance(seed, int):
-                seed = random.randrange(2**31)
-            self._log(prediction, f"Using seed: {seed}")
-            for step in range(_PROGRESS_STEPS):
-                self._log(prediction, f"Generating video... {100 * step // _PROGRESS_STEPS}%")
-                await asyncio.sleep(total * (1 - _STARTING_SHARE) / _PROGRESS_STEPS)
-            self._log(prediction, "Generating video... 100%")
-
-            # Read the config again: a PATCH while the prediction ran applies to its outcome.
-            config = self._state.config
-            if random.random() < config.failure_rate:
-                self._finish(prediction, PredictionStatus.FAILED, error=config.failure_message)
-                return
-            path = self._state.outputs.path(
-                provider="replicate", job_id=prediction.id, filename=_OUTPUT_FILENAME
-            )
-            width, height = _frame_size(str(prediction.input.get("aspect_ratio", "16:9")))
-            await asyncio.to_thread(
-                render_mp4,
-                path,
-                prompt=str(prediction.input.get("prompt", "")),
-                seconds=float(prediction.input.get("duration", prediction.model.default_seconds)),
-                width=width,
-                height=height,
-                fps=prediction.model.fps,
-                seed=seed,
-            )
-            self._log(prediction, f"Video saved ({path.stat().st_size} bytes)")
-            output = f"{_base_url(config)}/delivery/{prediction.id}/{_OUTPUT_FILENAME}"
-            self._finish(prediction, PredictionStatus.SUCCEEDED, output=output)
-        except Exception as error:
-            # A bug or a full disk must end the prediction like a real crash, not leave it
-            # `processing` forever.
-            logger.exception("Prediction %s crashed", prediction.id)
-            self._finish(
-                prediction, PredictionStatus.FAILED, error=f"{type(error).__name__}: {error}"
-            )
-
-    def _log(self, prediction: Prediction, line: str) -> None:
-        prediction.logs += line + "\n"
-        self._emit(prediction, WebhookEvent.LOGS)
-
-    def _finish(
-        self,
-        prediction: Prediction,
-        status: PredictionStatus,
-        *,
-        output: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        prediction.status = status
-        prediction.output = output
-        prediction.error = error
-        prediction.completed_at = datetime.now(UTC)
-        logger.info("Prediction %s %s", prediction.id, status.value)
-        if output is not None:
-            self._emit(prediction, WebhookEvent.OUTPUT)
-        self._emit(prediction, WebhookEvent.COMPLETED)
+    def _notify(self, job: Prediction, event: JobEvent) -> None:
+        if event is JobEvent.CREATED:
+            self._emit(job, WebhookEvent.START)
+        elif event is JobEvent.LOG:
+            self._emit(job, WebhookEvent.LOGS)
+        else:
+            if job.outputs:
+                self._emit(job, WebhookEvent.OUTPUT)
+            self._emit(job, WebhookEvent.COMPLETED)
 
     def _emit(self, prediction: Prediction, event: WebhookEvent) -> None:
         """Send the prediction's current JSON to its webhook, if it asked for `event`."""
@@ -383,22 +273,9 @@ class ReplicateBackend:
             if now - prediction.last_sent.get(event, float("-inf")) < _THROTTLE_SECONDS:
                 return
             prediction.last_sent[event] = now
-        config = self._state.config
-        body = json.dumps(prediction.to_json(_base_url(config))).encode()
-        delivery = WebhookDelivery(
-            url=prediction.webhook,
-            body=body,
-            sign=standard_webhooks_signer(config.replicate_webhook_secret, body),
-            final=event is WebhookEvent.COMPLETED,
-        )
-        self._state.webhooks.send(prediction.id, delivery, config)
-
-
-def _frame_size(aspect_ratio: str) -> tuple[int, int]:
-    """Even width and height of a small frame with this `W:H` aspect ratio."""
-    ratio_w, ratio_h = (int(part) for part in aspect_ratio.split(":"))
-    short = max(2, round(_LONG_SIDE * min(ratio_w, ratio_h) / max(ratio_w, ratio_h) / 2) * 2)
-    return (_LONG_SIDE, short) if ratio_w >= ratio_h else (short, _LONG_SIDE)
+        body = json.dumps(self.to_json(prediction)).encode()
+        sign = standard_webhooks_signer(self._state.config.replicate_webhook_secret, body)
+        self._send_webhook(prediction, body, sign, final=event is WebhookEvent.COMPLETED)
 
 
 # --- Request validation --------------------------------------------------------------------------
@@ -427,22 +304,6 @@ def _validation_error(problems: list[_InvalidField]) -> ProviderHTTPError:
     )
 
 
-def _json_type(value: object) -> str:
-    """The JSON Schema type name of a decoded JSON value, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        # JSON Schema counts 5.0 as an integer.
-        return "integer" if value.is_integer() else "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _check_input(model: ReplicateModel, inputs: dict[str, Any]) -> list[_InvalidField]:
     """Validate `inputs` against the model's schema the way Replicate (JSON Schema) reports it."""
     problems: list[_InvalidField] = []
@@ -454,12 +315,12 @@ def _check_input(model: ReplicateModel, inputs: dict[str, Any]) -> list[_Invalid
         value = inputs[name]
         path = f"input.{name}"
         expected = "string" if spec.kind == "uri" else spec.kind
-        if _json_type(value) != expected:
+        if json_type(value) != expected:
             problems.append(
                 _InvalidField(
                     "invalid_type",
                     path,
-                    f"Invalid type. Expected: {expected}, given: {_json_type(value)}",
+                    f"Invalid type. Expected: {expected}, given: {json_type(value)}",
                 )
             )
         elif spec.choices and value not in spec.choices:
@@ -499,7 +360,7 @@ def _check_webhook(body: dict[str, Any]) -> list[_InvalidField]:
             _InvalidField(
                 "invalid_type",
                 "webhook_events_filter",
-                f"Invalid type. Expected: array, given: {_json_type(events)}",
+                f"Invalid type. Expected: array, given: {json_type(events)}",
             )
         )
         return problems
@@ -528,7 +389,7 @@ async def _read_json_object(request: Request) -> dict[str, Any]:
                 _InvalidField(
                     "invalid_type",
                     "(root)",
-                    f"Invalid type. Expected: object, given: {_json_type(body)}",
+                    f"Invalid type. Expected: object, given: {json_type(body)}",
                 )
             ]
         )
@@ -545,7 +406,7 @@ def _create(backend: ReplicateBackend, model: ReplicateModel, body: dict[str, An
             else _InvalidField(
                 "invalid_type",
                 "input",
-                f"Invalid type. Expected: object, given: {_json_type(inputs)}",
+                f"Invalid type. Expected: object, given: {json_type(inputs)}",
             )
         )
         raise _validation_error([problem, *_check_webhook(body)])
@@ -572,13 +433,38 @@ def _not_found() -> ProviderHTTPError:
     )
 
 
-def _get_backend(request: Request) -> ReplicateBackend:
-    """The app's `ReplicateBackend` (a FastAPI dependency)."""
-    backend: ReplicateBackend = request.app.state.replicate
-    return backend
+def _throttled(reset_seconds: int) -> ProviderHTTPError:
+    """Replicate's 429: the wait in `Retry-After`, in `retry_after` and in words."""
+    unit = "second" if reset_seconds == 1 else "seconds"
+    return ProviderHTTPError(
+        429,
+        {
+            "title": "Request was throttled.",
+            "detail": f"Request was throttled. Expected available in {reset_seconds} {unit}.",
+            "status": 429,
+            "retry_after": reset_seconds,
+        },
+        media_type=_PROBLEM_JSON,
+        headers={"Retry-After": str(reset_seconds)},
+    )
 
 
-_BackendDep = Annotated[ReplicateBackend, Depends(_get_backend)]
+def _unavailable() -> ProviderHTTPError:
+    return ProviderHTTPError(
+        503,
+        {
+            "title": "Service Unavailable",
+            "detail": "The service is temporarily unavailable. Please try again.",
+            "status": 503,
+        },
+        media_type=_PROBLEM_JSON,
+    )
+
+
+_FAULTS = FaultResponses(rate_limited=_throttled, unavailable=_unavailable)
+
+
+_BackendDep = Annotated[ReplicateBackend, Depends(backend_dependency(ReplicateBackend))]
 
 
 def _authenticate(request: Request, state: StateDep) -> None:
@@ -630,46 +516,40 @@ def _model_for_version(reference: object) -> ReplicateModel:
 
 
 _api = APIRouter(prefix="/v1", dependencies=[Depends(_authenticate)])
+_create_faults = Depends(request_faults("replicate", "create", _FAULTS))
+_status_faults = Depends(request_faults("replicate", "status", _FAULTS))
 
 
-@_api.post("/models/{owner}/{name}/predictions", status_code=201)
+@_api.post("/models/{owner}/{name}/predictions", status_code=201, dependencies=[_create_faults])
 async def create_model_prediction(
-    owner: str, name: str, request: Request, backend: _BackendDep, state: StateDep
+    owner: str, name: str, request: Request, backend: _BackendDep
 ) -> dict[str, Any]:
     """Create a prediction of an official model."""
     model = MODELS.get(f"{owner}/{name}")
     if model is None:
         raise _not_found()
-    prediction = _create(backend, model, await _read_json_object(request))
-    return prediction.to_json(_base_url(state.config))
+    return backend.to_json(_create(backend, model, await _read_json_object(request)))
 
 
-@_api.post("/predictions", status_code=201)
-async def create_prediction(
-    request: Request, backend: _BackendDep, state: StateDep
-) -> dict[str, Any]:
+@_api.post("/predictions", status_code=201, dependencies=[_create_faults])
+async def create_prediction(request: Request, backend: _BackendDep) -> dict[str, Any]:
     """Create a prediction of a model version named by `version`."""
     body = await _read_json_object(request)
-    prediction = _create(backend, _model_for_version(body.get("version")), body)
-    return prediction.to_json(_base_url(state.config))
+    return backend.to_json(_create(backend, _model_for_version(body.get("version")), body))
 
 
-@_api.get("/predictions/{prediction_id}")
-async def get_prediction(
-    prediction_id: str, backend: _BackendDep, state: StateDep
-) -> dict[str, Any]:
+@_api.get("/predictions/{prediction_id}", dependencies=[_status_faults])
+async def get_prediction(prediction_id: str, backend: _BackendDep) -> dict[str, Any]:
     """Get a prediction's current state."""
-    return _prediction_or_404(backend, prediction_id).to_json(_base_url(state.config))
+    return backend.to_json(_prediction_or_404(backend, prediction_id))
 
 
 @_api.post("/predictions/{prediction_id}/cancel")
-async def cancel_prediction(
-    prediction_id: str, backend: _BackendDep, state: StateDep
-) -> dict[str, Any]:
+async def cancel_prediction(prediction_id: str, backend: _BackendDep) -> dict[str, Any]:
     """Cancel a prediction; a finished one is returned unchanged."""
     prediction = _prediction_or_404(backend, prediction_id)
     backend.cancel(prediction)
-    return prediction.to_json(_base_url(state.config))
+    return backend.to_json(prediction)
 
 
 @_api.get("/webhooks/default/secret")
@@ -683,21 +563,19 @@ router = APIRouter(tags=["replicate"])
 router.include_router(_api)
 
 
-@router.api_route("/delivery/{prediction_id}/" + _OUTPUT_FILENAME, methods=["GET", "HEAD"])
-async def get_output(prediction_id: str, backend: _BackendDep, state: StateDep) -> FileResponse:
-    """Stream a succeeded prediction's video, like `replicate.delivery` (public, no token)."""
+@router.api_route("/delivery/{prediction_id}/{filename}", methods=["GET", "HEAD"])
+async def get_output(
+    prediction_id: str, filename: str, request: Request, backend: _BackendDep
+) -> FileResponse:
+    """Stream a prediction's video like `replicate.delivery`: public, gone once data is removed."""
     prediction = _prediction_or_404(backend, prediction_id)
-    if prediction.output is None:
+    response = backend.output_response(request, prediction, filename)
+    if response is None:
         raise _not_found()
-    path = state.outputs.path(provider="replicate", job_id=prediction.id, filename=_OUTPUT_FILENAME)
-    if not path.is_file():
-        raise _not_found()
-    return FileResponse(path, media_type="video/mp4")
+    return response
 
 
 @router.get("/p/{prediction_id}")
-async def get_prediction_page(
-    prediction_id: str, backend: _BackendDep, state: StateDep
-) -> dict[str, Any]:
+async def get_prediction_page(prediction_id: str, backend: _BackendDep) -> dict[str, Any]:
     """Stand-in for the prediction's web page (`urls.web`): its JSON, without a token."""
-    return _prediction_or_404(backend, prediction_id).to_json(_base_url(state.config))
+    return backend.to_json(_prediction_or_404(backend, prediction_id))

@@ -56,10 +56,18 @@ class MinimaxVideo01Params(_GenerateParams):
 
 
 class FalKlingParams(_GenerateParams):
-    """Kling 2.1 standard text-to-video on fal."""
+    """Kling 2.1 master text-to-video on fal."""
 
     durationSeconds: Literal[5, 10] = 5
     aspectRatio: Literal["16:9", "9:16", "1:1"] = "16:9"
+    negativePrompt: str | None = Field(default=None, max_length=2500)
+
+
+class FalKlingImageParams(_GenerateParams):
+    """Kling 2.1 standard image-to-video on fal: the clip starts from the image."""
+
+    imageUrl: str = Field(pattern=_HTTP_URL)
+    durationSeconds: Literal[5, 10] = 5
     negativePrompt: str | None = Field(default=None, max_length=2500)
 
 
@@ -133,6 +141,18 @@ def _fal_kling(params: BaseModel) -> dict[str, Any]:
         "prompt": params.prompt,
         "duration": str(params.durationSeconds),
         "aspect_ratio": params.aspectRatio,
+    }
+    if params.negativePrompt:
+        inputs["negative_prompt"] = params.negativePrompt
+    return inputs
+
+
+def _fal_kling_image(params: BaseModel) -> dict[str, Any]:
+    assert isinstance(params, FalKlingImageParams)
+    inputs: dict[str, Any] = {
+        "prompt": params.prompt,
+        "image_url": params.imageUrl,
+        "duration": str(params.durationSeconds),
     }
     if params.negativePrompt:
         inputs["negative_prompt"] = params.negativePrompt
@@ -280,13 +300,27 @@ MODELS: dict[str, ModelSpec] = {
             price_usd=Decimal("0.50"),
             price_unit="clip",
         ),
+        # fal has no Kling 2.1 *standard* text-to-video (standard is image-to-video only); the
+        # text-to-video endpoint of Kling 2.1 is the master tier.
         ModelSpec(
-            id="fal-ai/kling-video/v2.1/standard/text-to-video",
+            id="fal-ai/kling-video/v2.1/master/text-to-video",
             provider="fal",
-            provider_model_path="fal-ai/kling-video/v2.1/standard/text-to-video",
+            provider_model_path="fal-ai/kling-video/v2.1/master/text-to-video",
             capabilities=_BOTH,
             params_model=FalKlingParams,
             to_provider_input=_fal_kling,
+            expected_seconds=300,
+            deadline_seconds=_HALF_HOUR,
+            price_usd=Decimal("0.28"),
+            price_unit="second",
+        ),
+        ModelSpec(
+            id="fal-ai/kling-video/v2.1/standard/image-to-video",
+            provider="fal",
+            provider_model_path="fal-ai/kling-video/v2.1/standard/image-to-video",
+            capabilities=_BOTH,
+            params_model=FalKlingImageParams,
+            to_provider_input=_fal_kling_image,
             expected_seconds=180,
             deadline_seconds=_HALF_HOUR,
             price_usd=Decimal("0.05"),

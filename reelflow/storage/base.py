@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -27,6 +28,7 @@ __all__ = [
     "StorageError",
     "StorageMisconfigured",
     "StorageUnavailable",
+    "key_under",
     "validate_key",
 ]
 
@@ -87,6 +89,33 @@ def validate_key(key: str) -> str:
     return key
 
 
+def key_under(base_url: str, url: str) -> str | None:
+    """The key whose public URL is `url` when objects are served under `base_url`, else None.
+
+    Scheme and host compare case-insensitively; a query or fragment is ignored (a CDN
+    cache-buster, say). Since keys need no escaping, a URL whose remainder is not a valid key
+    (percent-escapes, `..`, an empty segment) is not one of ours.
+
+    Args:
+        base_url: Base of the store's public URLs, without a trailing slash.
+        url: Any URL.
+    """
+    base, candidate = urlsplit(base_url), urlsplit(url)
+    if (candidate.scheme.lower(), candidate.netloc.lower()) != (
+        base.scheme.lower(),
+        base.netloc.lower(),
+    ):
+        return None
+    prefix = base.path.rstrip("/") + "/"
+    if not candidate.path.startswith(prefix):
+        return None
+    key = candidate.path[len(prefix) :]
+    try:
+        return validate_key(key)
+    except InvalidKey:
+        return None
+
+
 class ObjectStore(Protocol):
     """Where outputs live: an S3-compatible bucket or a local directory served over HTTP.
 
@@ -117,6 +146,15 @@ class ObjectStore(Protocol):
 
     def public_url(self, key: str) -> str:
         """The URL under which clients download the object stored under `key`."""
+        ...
+
+    def key_for(self, url: str) -> str | None:
+        """The key of the object of this store whose public URL is `url`, else None.
+
+        The inverse of `public_url`: it lets a job read a parent's output straight from the
+        store (`download_to`) rather than over HTTP. Nothing is looked up; the object need not
+        exist.
+        """
         ...
 
     async def exists(self, key: str) -> bool:

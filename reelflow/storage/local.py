@@ -15,6 +15,7 @@ from reelflow.storage.base import (
     ObjectNotFound,
     StorageError,
     StorageMisconfigured,
+    key_under,
     validate_key,
 )
 
@@ -53,6 +54,10 @@ class LocalStore:
     def public_url(self, key: str) -> str:
         """`{public_base_url}/{key}`; keys need no escaping (see `validate_key`)."""
         return f"{self._public_base_url}/{validate_key(key)}"
+
+    def key_for(self, url: str) -> str | None:
+        """The key of `{public_base_url}/{key}`; None for any other URL."""
+        return key_under(self._public_base_url, url)
 
     async def put_file(self, *, key: str, path: Path, content_type: str) -> str:
         """Copy `path` to `root/key` atomically and return the public URL."""

@@ -26,6 +26,7 @@ from reelflow.storage.base import (
     StorageError,
     StorageMisconfigured,
     StorageUnavailable,
+    key_under,
     validate_key,
 )
 
@@ -167,6 +168,10 @@ class S3Store:
         virtual-hosted (`https://{bucket}.s3.{region}.amazonaws.com/{key}`) on AWS.
         """
         return f"{self._url_base}/{validate_key(key)}"
+
+    def key_for(self, url: str) -> str | None:
+        """The key of a URL `public_url` returns (CDN or bucket URL); None for any other URL."""
+        return key_under(self._url_base, url)
 
     async def put_file(self, *, key: str, path: Path, content_type: str) -> str:
         """Upload `path` (multipart above `MULTIPART_CHUNK_BYTES`) and return the public URL."""
