@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import tempfile
@@ -11,8 +12,10 @@ from urllib.parse import urlsplit
 
 import httpx
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.downloads import download
+from reelflow.media import MediaError, MediaInfo, probe
 from reelflow.providers.base import Provider
 from reelflow.storage import ObjectStore
 from reelflow.types import PersistInput, PersistResult, StoredOutput
@@ -60,6 +63,7 @@ class PersistActivities:
                     gone_hint="; the provider deletes outputs after a while",
                 )
                 content_type = fetched.content_type
+                info = await self._probe(spool, url) if content_type.startswith("video/") else None
                 extension = (
                     mimetypes.guess_extension(content_type) or Path(urlsplit(url).path).suffix
                 )
@@ -80,6 +84,22 @@ class PersistActivities:
                         content_type=content_type,
                         bytes=fetched.size,
                         sha256=fetched.sha256,
+                        duration_s=info.duration_s if info else None,
+                        width=info.width if info else None,
+                        height=info.height if info else None,
+                        fps=info.fps if info else None,
                     )
                 )
         return PersistResult(outputs)
+
+    @staticmethod
+    async def _probe(spool: Path, url: str) -> MediaInfo:
+        try:
+            return await asyncio.to_thread(probe, spool)
+        except MediaError as error:
+            # A video that does not open is no output; storing it would only defer the failure.
+            raise ApplicationError(
+                f"the provider's output {url} is not a playable video: {error}",
+                type="InvalidOutput",
+                non_retryable=True,
+            ) from None

@@ -64,12 +64,16 @@ class ExecutionAccepted(BaseModel):
 
 
 class OutputView(BaseModel):
-    """A stored output."""
+    """A stored output; videos also carry their duration, size and frame rate."""
 
     url: str
     contentType: str
     bytes: int
     sha256: str
+    durationSeconds: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
 
 
 class JobView(BaseModel):
@@ -125,6 +129,10 @@ def _output(stored: dict[str, Any]) -> OutputView:
         contentType=stored["content_type"],
         bytes=stored["bytes"],
         sha256=stored["sha256"],
+        durationSeconds=stored.get("duration_s"),
+        width=stored.get("width"),
+        height=stored.get("height"),
+        fps=stored.get("fps"),
     )
 
 

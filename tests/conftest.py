@@ -146,6 +146,10 @@ async def settings(
         poll_max_interval_s=1.0,
         # Long enough that webhook tests prove the webhook, not the safety net, finished them.
         webhook_safety_poll_s=60,
+        # Rate limits are the provider's business; tests push hundreds of jobs through.
+        replicate_activities_per_second=100,
+        fal_activities_per_second=100,
+        veo_activities_per_second=100,
         **emulator,
     )
 

@@ -97,7 +97,7 @@ async def count_jobs(*, session: AsyncSession, execution_ids: list[str]) -> dict
         .where(col(ExecutionJob.execution_id).in_(execution_ids))
         .group_by(col(ExecutionJob.execution_id))
     )
-    return dict(result.tuples().all())
+    return {str(row[0]): int(row[1]) for row in result.all()}
 
 
 async def list_execution_jobs(*, session: AsyncSession, execution_id: str) -> list[ExecutionJob]:
