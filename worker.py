@@ -25,6 +25,7 @@ from reelflow.providers import build_providers
 from reelflow.storage import create_store
 from reelflow.temporal import connect, media_task_queue, provider_task_queue
 from workflows.execution import ExecutionWorkflow
+from workflows.orphan import CancelOrphanWorkflow
 from workflows.provider_job import ProviderJobWorkflow
 
 __all__ = ["build_workers", "main", "run_worker"]
@@ -64,7 +65,7 @@ async def build_workers(
             Worker(
                 client,
                 task_queue=settings.task_queue,
-                workflows=[ExecutionWorkflow, ProviderJobWorkflow],
+                workflows=[ExecutionWorkflow, ProviderJobWorkflow, CancelOrphanWorkflow],
                 activities=[persist.persist, records.record_job, records.record_execution],
             ),
             # Media work is CPU-bound: a queue of its own lets it run on separate machines.

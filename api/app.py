@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 
 from api.limits import BodySizeLimit
-from api.routes import executions, health, models, webhooks
+from api.routes import executions, files, health, models, webhooks
 from api.services import open_services
+from reelflow.auth import is_loopback
 from reelflow.config import Settings, get_settings
 from reelflow.plan import PlanInvalid
 
@@ -47,6 +47,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings) as services:
+            if not services.api_keys.enabled and not is_loopback(settings.api_host):
+                raise RuntimeError(
+                    f"refusing to serve on {settings.api_host} without API keys: set"
+                    " REELFLOW_API_KEYS (tenant:key,...) or API_HOST=127.0.0.1"
+                )
+            if not services.api_keys.enabled:
+                logger.warning(
+                    "No API keys configured (REELFLOW_API_KEYS): the API is open to anyone"
+                    " who can reach %s",
+                    settings.api_host,
+                )
             app.state.services = services
             yield
 
@@ -72,6 +83,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (executions, webhooks, models, health):
         app.include_router(module.router)
     if settings.s3_bucket is None:
-        settings.files_dir.mkdir(parents=True, exist_ok=True)
-        app.mount("/files", StaticFiles(directory=settings.files_dir), name="files")
+        # S3 objects are served by the bucket's CDN; local ones by the API, per tenant.
+        app.include_router(files.router)
     return app

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.services import Services
+from reelflow.auth import DEFAULT_TENANT
 
-__all__ = ["ServicesDep"]
+__all__ = ["ServicesDep", "TenantDep"]
 
 
 def get_services(request: Request) -> Services:
@@ -18,3 +20,29 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+# Either header carries the key; both appear in the OpenAPI schema.
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key")
+
+
+def get_tenant(
+    services: ServicesDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> str:
+    """The tenant whose API key the request carries (the default tenant when keys are off)."""
+    if not services.api_keys.enabled:
+        return DEFAULT_TENANT
+    presented = bearer.credentials if bearer is not None else api_key
+    tenant = services.api_keys.tenant_for(presented) if presented else None
+    if tenant is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a valid API key is required (Authorization: Bearer <key>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return tenant
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]

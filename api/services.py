@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 from temporalio.client import Client
 
+from reelflow.auth import ApiKeys, load_webhook_secret
 from reelflow.config import Settings
 from reelflow.db.engine import Database
 from reelflow.db.migrate import apply_migrations
@@ -29,6 +30,8 @@ class Services:
     temporal: Client
     providers: dict[str, Provider]
     store: ObjectStore
+    api_keys: ApiKeys
+    webhook_secret: bytes
 
 
 @asynccontextmanager
@@ -46,6 +49,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             temporal=temporal,
             providers=build_providers(settings, http),
             store=create_store(settings),
+            api_keys=ApiKeys(settings.reelflow_api_keys),
+            webhook_secret=load_webhook_secret(settings.webhook_token_secret, settings.state_dir),
         )
     finally:
         await http.aclose()

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "reelflow"
 
+    # API keys, `tenant:key,tenant:key`; unset means an open API that binds to loopback only.
+    reelflow_api_keys: SecretStr | None = None
+    # Secret of the per-job tokens in webhook URLs; shared by every API process. Unset: one is
+    # created in the state dir.
+    webhook_token_secret: SecretStr | None = None
+
     # HTTP API. api_base_url is the public URL providers call back; unset means polling only.
     api_host: str = "127.0.0.1"
     api_port: int = 3000

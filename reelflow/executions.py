@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from reelflow.auth import webhook_token
 from reelflow.config import Settings
 from reelflow.db import repository
 from reelflow.db.engine import Database
@@ -74,11 +75,13 @@ class Submission:
     """False when the Idempotency-Key matched an earlier submission."""
 
 
-def webhook_url(settings: Settings, job_record_id: str) -> str | None:
-    """Where providers report on a job, or None when they cannot reach us."""
+def webhook_url(settings: Settings, secret: bytes, job_record_id: str) -> str | None:
+    """Where providers report on a job (with the job's token), or None when they cannot
+    reach us."""
     if settings.api_base_url is None:
         return None
-    return f"{settings.api_base_url}/api/webhooks/job/{job_record_id}"
+    token = webhook_token(secret, job_record_id)
+    return f"{settings.api_base_url}/api/webhooks/job/{job_record_id}?token={token}"
 
 
 def poll_schedule(settings: Settings, strategy: WaitingStrategy) -> PollSchedule:
@@ -110,11 +113,16 @@ def _strategy(settings: Settings, params: dict[str, Any], capabilities: frozense
 
 
 def _rows(
-    settings: Settings, plan: ValidatedPlan, raw_plan: dict[str, Any], idempotency_key: str | None
+    settings: Settings,
+    plan: ValidatedPlan,
+    raw_plan: dict[str, Any],
+    tenant: str,
+    idempotency_key: str | None,
 ) -> tuple[Execution, list[ExecutionJob]]:
     now = repository.utcnow()
     execution = Execution(
         id=str(uuid.uuid4()),
+        tenant=tenant,
         status=ExecutionStatus.QUEUED.value,
         plan=raw_plan,
         meta=plan.metadata,
@@ -148,7 +156,7 @@ def _rows(
 
 
 def execution_input(
-    settings: Settings, execution_id: str, jobs: list[ExecutionJob]
+    settings: Settings, secret: bytes, execution_id: str, jobs: list[ExecutionJob]
 ) -> ExecutionInput:
     """The workflow input for an execution, rebuilt from its rows."""
     return ExecutionInput(
@@ -161,7 +169,9 @@ def execution_input(
                 params=job.params,
                 depends_on=list(job.depends_on),
                 continue_on_error=job.continue_on_error,
-                generate=_provider_job(settings, execution_id, job) if job.model_id else None,
+                generate=_provider_job(settings, secret, execution_id, job)
+                if job.model_id
+                else None,
             )
             for job in jobs
         ],
@@ -169,7 +179,9 @@ def execution_input(
     )
 
 
-def _provider_job(settings: Settings, execution_id: str, job: ExecutionJob) -> ProviderJobInput:
+def _provider_job(
+    settings: Settings, secret: bytes, execution_id: str, job: ExecutionJob
+) -> ProviderJobInput:
     model = get_model(job.model_id or "")
     if model is None:
         raise ValueError(f"job {job.id} has an unknown model {job.model_id!r}")
@@ -182,7 +194,9 @@ def _provider_job(settings: Settings, execution_id: str, job: ExecutionJob) -> P
         provider=model.provider,
         params=job.params,
         waiting_strategy=strategy,
-        webhook_url=webhook_url(settings, job.id) if strategy is WaitingStrategy.WEBHOOK else None,
+        webhook_url=webhook_url(settings, secret, job.id)
+        if strategy is WaitingStrategy.WEBHOOK
+        else None,
         deadline_seconds=model.deadline_seconds,
         poll=poll_schedule(settings, strategy),
     )
@@ -193,6 +207,8 @@ async def submit_execution(
     db: Database,
     temporal: Client,
     settings: Settings,
+    webhook_secret: bytes,
+    tenant: str,
     plan: ValidatedPlan,
     raw_plan: dict[str, Any],
     idempotency_key: str | None,
@@ -205,7 +221,7 @@ async def submit_execution(
     Raises:
         StartFailed: Temporal could not be reached; the execution is marked failed.
     """
-    execution, jobs = _rows(settings, plan, raw_plan, idempotency_key)
+    execution, jobs = _rows(settings, plan, raw_plan, tenant, idempotency_key)
     created = True
     try:
         async with db.session() as session:
@@ -216,7 +232,7 @@ async def submit_execution(
         created = False
         async with db.session() as session:
             existing = await repository.get_execution_by_idempotency_key(
-                session=session, idempotency_key=idempotency_key
+                session=session, tenant=tenant, idempotency_key=idempotency_key
             )
             if existing is None:
                 raise
@@ -224,7 +240,12 @@ async def submit_execution(
             jobs = await repository.list_execution_jobs(session=session, execution_id=existing.id)
     if created or execution.status == ExecutionStatus.QUEUED.value:
         await _start_workflow(
-            db=db, temporal=temporal, settings=settings, execution=execution, jobs=jobs
+            db=db,
+            temporal=temporal,
+            settings=settings,
+            webhook_secret=webhook_secret,
+            execution=execution,
+            jobs=jobs,
         )
     return Submission(execution=execution, jobs=jobs, created=created)
 
@@ -234,13 +255,14 @@ async def _start_workflow(
     db: Database,
     temporal: Client,
     settings: Settings,
+    webhook_secret: bytes,
     execution: Execution,
     jobs: list[ExecutionJob],
 ) -> None:
     try:
         await temporal.start_workflow(
             ExecutionWorkflow.run,
-            execution_input(settings, execution.id, jobs),
+            execution_input(settings, webhook_secret, execution.id, jobs),
             id=execution_workflow_id(execution.id),
             task_queue=settings.task_queue,
         )
@@ -259,7 +281,9 @@ async def _start_workflow(
     logger.info("Execution %s started with %d job(s)", execution.id, len(jobs))
 
 
-async def cancel_execution(*, db: Database, temporal: Client, execution_id: str) -> None:
+async def cancel_execution(
+    *, db: Database, temporal: Client, tenant: str, execution_id: str
+) -> None:
     """Request cancellation of a running execution; repeating the request is harmless.
 
     Raises:
@@ -267,7 +291,9 @@ async def cancel_execution(*, db: Database, temporal: Client, execution_id: str)
         ExecutionFinished: it has already completed, failed or been canceled.
     """
     async with db.session() as session:
-        execution = await repository.get_execution(session=session, execution_id=execution_id)
+        execution = await repository.get_execution(
+            session=session, execution_id=execution_id, tenant=tenant
+        )
     if execution is None:
         raise ExecutionNotFound(execution_id)
     if execution.status in _FINISHED:

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from enum import StrEnum
 
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from reelflow.auth import webhook_token_valid
 from reelflow.db import repository
 from reelflow.db.engine import Database
+from reelflow.db.models import ExecutionJob
 from reelflow.providers.base import Provider
 from reelflow.temporal import job_workflow_id
+from reelflow.types import CancelInput, ProviderSnapshot
+from workflows.orphan import CancelOrphanWorkflow
 from workflows.provider_job import ProviderJobWorkflow
 
-__all__ = ["UnknownJob", "WebhookOutcome", "receive_webhook"]
+__all__ = ["InvalidWebhookToken", "UnknownJob", "WebhookOutcome", "receive_webhook"]
 
 logger = logging.getLogger(__name__)
 
 
 class UnknownJob(Exception):
     """No job has this record id (or its provider is not configured here)."""
+
+
+class InvalidWebhookToken(Exception):
+    """The webhook URL's token is missing or not this job's."""
 
 
 class WebhookOutcome(StrEnum):
@@ -34,7 +44,10 @@ class WebhookOutcome(StrEnum):
     ALREADY_FINISHED = "already_finished"
     """The job's workflow has already closed; nothing to do."""
     UNTRACKED = "untracked"
-    """Genuine, but about a provider job other than the one this job record tracks."""
+    """Genuine, but about a provider job other than the one this job record tracks (an orphan,
+    cancelled at the provider if it still runs)."""
+    DUPLICATE = "duplicate"
+    """A redelivery of a webhook already handled."""
 
 
 async def receive_webhook(
@@ -42,16 +55,23 @@ async def receive_webhook(
     db: Database,
     temporal: Client,
     providers: Mapping[str, Provider],
+    webhook_secret: bytes,
+    task_queue: str,
     job_record_id: str,
+    token: str | None,
     headers: Mapping[str, str],
     body: bytes,
 ) -> WebhookOutcome:
     """Handle one provider callback for a job.
 
     Raises:
+        InvalidWebhookToken: the URL's token is missing or wrong (checked before anything else).
         UnknownJob: there is no such job.
         WebhookVerificationError: the signature or timestamp is not acceptable.
+        ProviderError: what verification needs could not be fetched.
     """
+    if not webhook_token_valid(webhook_secret, job_record_id, token):
+        raise InvalidWebhookToken(job_record_id)
     async with db.session() as session:
         job = await repository.get_job(session=session, job_record_id=job_record_id)
     provider = providers.get(job.provider or "") if job is not None else None
@@ -59,29 +79,64 @@ async def receive_webhook(
         raise UnknownJob(job_record_id)
     # Nothing in the body is trusted, not even to log, before this line.
     snapshot = await provider.verify_webhook(headers, body)
+    delivery_id = _delivery_id(headers, body)
     logger.info(
         "[Webhook] Received webhook for job %s, model %s (%s)",
         job_record_id,
         job.model_id,
         snapshot.provider_status,
     )
+    async with db.session() as session:
+        seen = await repository.delivery_seen(
+            session=session, provider=provider.name, delivery_id=delivery_id
+        )
+    if seen:
+        return WebhookOutcome.DUPLICATE
+    outcome = await _act(temporal, task_queue, db, job, snapshot)
+    # Remembered only once handled: a delivery that failed half-way is redelivered and retried.
+    async with db.session() as session:
+        await repository.record_delivery(
+            session=session,
+            provider=provider.name,
+            delivery_id=delivery_id,
+            job_record_id=job_record_id,
+            outcome=outcome.value,
+        )
+    return outcome
+
+
+def _delivery_id(headers: Mapping[str, str], body: bytes) -> str:
+    # Standard Webhooks signs its `webhook-id`; other providers sign the body, whose digest
+    # then names the delivery.
+    return headers.get("webhook-id") or hashlib.sha256(body).hexdigest()
+
+
+async def _act(
+    temporal: Client,
+    task_queue: str,
+    db: Database,
+    job: ExecutionJob,
+    snapshot: ProviderSnapshot,
+) -> WebhookOutcome:
     if job.provider_job_id is not None and snapshot.provider_job_id != job.provider_job_id:
-        # Signed by the provider, but not about this job's provider job: a duplicate created by
-        # a retried start, or a delivery replayed at another job's URL. It must not count.
+        # Signed by the provider but about another provider job: a duplicate created by a
+        # retried start, or a delivery replayed at another job's URL.
         logger.warning(
-            "[Webhook] Job %s tracks provider job %s, not %s; ignored",
-            job_record_id,
+            "[Webhook] Job %s tracks provider job %s, not %s: untracked",
+            job.id,
             job.provider_job_id,
             snapshot.provider_job_id,
         )
+        if not snapshot.state.terminal:
+            await _cancel_orphan(temporal, task_queue, job, snapshot.provider_job_id)
         return WebhookOutcome.UNTRACKED
     if not snapshot.state.terminal:
         async with db.session() as session:
             await repository.record_provider_progress(
-                session=session, job_record_id=job_record_id, snapshot=snapshot
+                session=session, job_record_id=job.id, snapshot=snapshot
             )
         return WebhookOutcome.PROGRESS
-    handle = temporal.get_workflow_handle(job_workflow_id(job_record_id))
+    handle = temporal.get_workflow_handle(job_workflow_id(job.id))
     try:
         await handle.signal(ProviderJobWorkflow.provider_event, snapshot)
     except RPCError as error:
@@ -89,3 +144,18 @@ async def receive_webhook(
             return WebhookOutcome.ALREADY_FINISHED
         raise
     return WebhookOutcome.SIGNALLED
+
+
+async def _cancel_orphan(
+    temporal: Client, task_queue: str, job: ExecutionJob, provider_job_id: str
+) -> None:
+    assert job.provider is not None and job.model_id is not None
+    try:
+        await temporal.start_workflow(
+            CancelOrphanWorkflow.run,
+            CancelInput(job.id, job.provider, job.model_id, provider_job_id),
+            id=f"orphan-{job.provider}-{provider_job_id}",
+            task_queue=task_queue,
+        )
+    except WorkflowAlreadyStartedError:
+        pass

@@ -31,6 +31,7 @@ from reelflow.embedded import database_url, temporal_binary
 from reelflow.emulator import EmulatorConfig
 from reelflow.emulator import create_app as create_emulator_app
 from reelflow.stack import emulator_settings
+from tests.factories import WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,6 +147,7 @@ async def settings(
         poll_max_interval_s=1.0,
         # Long enough that webhook tests prove the webhook, not the safety net, finished them.
         webhook_safety_poll_s=60,
+        webhook_token_secret=WEBHOOK_SECRET,
         # Rate limits are the provider's business; tests push hundreds of jobs through.
         replicate_activities_per_second=100,
         fal_activities_per_second=100,

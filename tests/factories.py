@@ -9,7 +9,17 @@ from typing import Any
 
 import httpx
 
+from reelflow.auth import webhook_token
+
 TERMINAL = {"completed", "failed", "canceled"}
+# The webhook token secret every test API shares (see conftest's settings).
+WEBHOOK_SECRET = "test-webhook-token-secret"
+
+
+def webhook_path(job_record_id: str) -> str:
+    """The webhook route of a job, with its token."""
+    token = webhook_token(WEBHOOK_SECRET.encode(), job_record_id)
+    return f"/api/webhooks/job/{job_record_id}?token={token}"
 
 
 def generate_job(job_id: str = "clip", **params: Any) -> dict[str, Any]:

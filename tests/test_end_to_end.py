@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 
 from reelflow.media import probe
 from tests.conftest import WorkerProcess
-from tests.factories import generate_job, plan, submit, wait_for
+from tests.factories import generate_job, plan, submit, wait_for, webhook_path
 
 
 async def _download_and_probe(url: str) -> Any:
@@ -28,7 +28,7 @@ async def _download_and_probe(url: str) -> Any:
 
 
 def _webhook_url(api: httpx.AsyncClient, job_record_id: str) -> str:
-    return str(api.base_url.join(f"/api/webhooks/job/{job_record_id}"))
+    return str(api.base_url.join(webhook_path(job_record_id)))
 
 
 async def _stats(emulator: httpx.AsyncClient) -> dict[str, Any]:
@@ -156,7 +156,7 @@ async def test_webhook_with_bad_or_stale_signature_is_refused_and_changes_nothin
         api, accepted["executionId"], lambda s: bool(s["jobs"][0]["providerJobId"])
     )
     job = running["jobs"][0]
-    url = f"/api/webhooks/job/{job['jobRecordId']}"
+    url = webhook_path(job["jobRecordId"])
     secret = await _webhook_secret(emulator)
 
     body, headers = _signed(secret, _prediction(job))
@@ -183,9 +183,7 @@ async def test_webhook_with_bad_or_stale_signature_is_refused_and_changes_nothin
 
 
 async def test_webhook_for_unknown_job_is_not_found(api: httpx.AsyncClient) -> None:
-    response = await api.post(
-        "/api/webhooks/job/00000000-0000-0000-0000-000000000000", content=b"{}"
-    )
+    response = await api.post(webhook_path("00000000-0000-0000-0000-000000000000"), content=b"{}")
     assert response.status_code == 404
 
 
@@ -206,9 +204,7 @@ async def test_duplicate_webhook_is_harmless(
 
     for _ in range(2):
         body, headers = _signed(secret, prediction)
-        response = await api.post(
-            f"/api/webhooks/job/{job['jobRecordId']}", content=body, headers=headers
-        )
+        response = await api.post(webhook_path(job["jobRecordId"]), content=body, headers=headers)
         assert response.status_code == 200, response.text
 
     after = (await api.get(f"/api/status/{accepted['executionId']}")).json()

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from api.app import create_app
 from reelflow.config import Settings
 from tests.conftest import free_port, serve, stop
-from tests.factories import generate_job, plan, submit, wait_for
+from tests.factories import generate_job, plan, submit, wait_for, webhook_path
 
 SEEDANCE = "bytedance/seedance-1-lite"
 HAILUO = "fal-ai/minimax/hailuo-02/standard/text-to-video"
@@ -135,7 +135,7 @@ async def test_fal_webhooks_with_wrong_key_changed_body_or_old_timestamp_are_ref
     body, headers = _fal_webhook(real_key, forged, request_id=request_id)
     changed = (body.replace(b"forged", b"swiped"), headers)
     old = _fal_webhook(real_key, forged, request_id=request_id, at=time.time() - 600)
-    url = f"/api/webhooks/job/{job['jobRecordId']}"
+    url = webhook_path(job["jobRecordId"])
 
     for attempt_body, attempt_headers in (wrong_key, changed, old):
         response = await api.post(url, content=attempt_body, headers=attempt_headers)
@@ -197,9 +197,7 @@ async def test_fifty_jobs_complete_once_each_while_webhooks_are_dropped_duplicat
     for status in statuses:
         [job] = status["jobs"]
         assert job["waitingStrategy"] == "webhook"
-        webhook = (
-            f"{impatient_api.base_url}".rstrip("/") + f"/api/webhooks/job/{job['jobRecordId']}"
-        )
+        webhook = str(impatient_api.base_url.join(webhook_path(job["jobRecordId"])))
         assert after["created_per_webhook"][webhook] == 1, job
         assert len(job["outputs"]) == 1
         stored = list((settings.files_dir / "executions" / status["executionId"]).rglob("*"))

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, TenantDep
 from api.schemas import (
     ExecutionAccepted,
     ExecutionPage,
@@ -41,6 +41,7 @@ router = APIRouter(prefix="/api", tags=["executions"])
 )
 async def execute(
     services: ServicesDep,
+    tenant: TenantDep,
     response: Response,
     body: Annotated[Any, Body(description="`{executionPlan: {jobs: [...]}, metadata?}`")],
     idempotency_key: Annotated[
@@ -54,6 +55,8 @@ async def execute(
             db=services.db,
             temporal=services.temporal,
             settings=services.settings,
+            webhook_secret=services.webhook_secret,
+            tenant=tenant,
             plan=plan,
             raw_plan=body,
             idempotency_key=idempotency_key,
@@ -70,10 +73,14 @@ async def execute(
     response_model=ExecutionStatusView,
     responses={404: {"description": "No such execution"}},
 )
-async def execution_status(services: ServicesDep, execution_id: str) -> ExecutionStatusView:
+async def execution_status(
+    services: ServicesDep, tenant: TenantDep, execution_id: str
+) -> ExecutionStatusView:
     """The execution and every job: status, provider tracking, outputs, errors."""
     async with services.db.session() as session:
-        execution = await repository.get_execution(session=session, execution_id=execution_id)
+        execution = await repository.get_execution(
+            session=session, execution_id=execution_id, tenant=tenant
+        )
         if execution is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no execution {execution_id!r}")
         jobs = await repository.list_execution_jobs(session=session, execution_id=execution_id)
@@ -85,11 +92,11 @@ async def execution_status(services: ServicesDep, execution_id: str) -> Executio
     status_code=status.HTTP_202_ACCEPTED,
     responses={404: {"description": "No such execution"}, 409: {"description": "Already over"}},
 )
-async def cancel(services: ServicesDep, execution_id: str) -> dict[str, str]:
+async def cancel(services: ServicesDep, tenant: TenantDep, execution_id: str) -> dict[str, str]:
     """Ask a running execution to cancel; its provider jobs are cancelled at the providers."""
     try:
         await cancel_execution(
-            db=services.db, temporal=services.temporal, execution_id=execution_id
+            db=services.db, temporal=services.temporal, tenant=tenant, execution_id=execution_id
         )
     except ExecutionNotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no execution {execution_id!r}") from error
@@ -119,6 +126,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 @router.get("/executions", response_model=ExecutionPage)
 async def list_executions(
     services: ServicesDep,
+    tenant: TenantDep,
     status_: Annotated[
         Literal["queued", "running", "completed", "failed", "canceled"] | None,
         Query(alias="status"),
@@ -130,7 +138,7 @@ async def list_executions(
     before = _decode_cursor(cursor) if cursor else None
     async with services.db.session() as session:
         rows = await repository.list_executions(
-            session=session, status=status_, limit=limit + 1, before=before
+            session=session, tenant=tenant, status=status_, limit=limit + 1, before=before
         )
         page = rows[:limit]
         counts = await repository.count_jobs(

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, TenantDep
 from reelflow.providers.registry import MODELS
 
 __all__ = ["router"]
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/models", tags=["models"])
 
 
 @router.get("")
-async def list_models(services: ServicesDep) -> dict[str, list[dict[str, Any]]]:
+async def list_models(services: ServicesDep, tenant: TenantDep) -> dict[str, list[dict[str, Any]]]:
     """Every model, its provider, capabilities, params schema and price; `available` says
     whether this deployment has credentials for its provider."""
     return {

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from api.deps import ServicesDep
 from reelflow.providers.errors import ProviderError, WebhookVerificationError
-from reelflow.webhooks import UnknownJob, receive_webhook
+from reelflow.webhooks import InvalidWebhookToken, UnknownJob, receive_webhook
 
 __all__ = ["router"]
 
@@ -26,7 +27,10 @@ router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
     },
 )
 async def job_webhook(
-    services: ServicesDep, job_record_id: str, request: Request
+    services: ServicesDep,
+    job_record_id: str,
+    request: Request,
+    token: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, str]:
     """Verify a provider's callback and pass it to the job's workflow; answers in milliseconds."""
     body = await request.body()
@@ -35,10 +39,16 @@ async def job_webhook(
             db=services.db,
             temporal=services.temporal,
             providers=services.providers,
+            webhook_secret=services.webhook_secret,
+            task_queue=services.settings.task_queue,
             job_record_id=job_record_id,
+            token=token,
             headers=request.headers,
             body=body,
         )
+    except InvalidWebhookToken as error:
+        logger.warning("[Webhook] Refused webhook for job %s: bad or missing token", job_record_id)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "webhook rejected: bad token") from error
     except UnknownJob as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job") from error
     except WebhookVerificationError as error:

@@ -10,7 +10,7 @@ from sqlalchemy import Column, DateTime, Numeric, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-__all__ = ["Execution", "ExecutionJob"]
+__all__ = ["Execution", "ExecutionJob", "WebhookDelivery"]
 
 
 def _timestamp(nullable: bool = True) -> Any:
@@ -32,6 +32,7 @@ class Execution(SQLModel, table=True):
     plan: dict[str, Any] = _jsonb()
     # `metadata` is taken by SQLModel itself, hence the attribute name.
     meta: dict[str, Any] = _jsonb("metadata")
+    tenant: str = "default"
     idempotency_key: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = None
     created_at: datetime = _timestamp(nullable=False)
@@ -69,3 +70,15 @@ class ExecutionJob(SQLModel, table=True):
     updated_at: datetime = _timestamp(nullable=False)
     started_at: datetime | None = _timestamp()
     completed_at: datetime | None = _timestamp()
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """A verified webhook delivery, remembered to recognise redeliveries."""
+
+    __tablename__ = "webhook_deliveries"
+
+    provider: str = Field(primary_key=True)
+    delivery_id: str = Field(primary_key=True)
+    job_record_id: str
+    outcome: str
+    received_at: datetime = _timestamp(nullable=False)
