@@ -8,10 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from reelflow.db.models import Execution, ExecutionJob
+from reelflow.db.models import Execution, ExecutionJob, WebhookDelivery
 from reelflow.types import (
     ExecutionUpdate,
     JobStatus,
@@ -25,6 +26,8 @@ __all__ = [
     "apply_execution_update",
     "apply_job_update",
     "count_jobs",
+    "delivery_seen",
+    "record_delivery",
     "list_executions",
     "get_execution",
     "get_execution_by_idempotency_key",
@@ -54,17 +57,24 @@ async def add_execution(
     await session.flush()
 
 
-async def get_execution(*, session: AsyncSession, execution_id: str) -> Execution | None:
-    """The execution with this id, or None."""
-    return await session.get(Execution, execution_id)
+async def get_execution(
+    *, session: AsyncSession, execution_id: str, tenant: str | None
+) -> Execution | None:
+    """The execution with this id, or None; with a tenant, only if it is that tenant's."""
+    execution = await session.get(Execution, execution_id)
+    if execution is None or (tenant is not None and execution.tenant != tenant):
+        return None
+    return execution
 
 
 async def get_execution_by_idempotency_key(
-    *, session: AsyncSession, idempotency_key: str
+    *, session: AsyncSession, tenant: str, idempotency_key: str
 ) -> Execution | None:
-    """The execution submitted earlier with this Idempotency-Key, or None."""
+    """The execution this tenant submitted earlier with this Idempotency-Key, or None."""
     result = await session.execute(
-        select(Execution).where(col(Execution.idempotency_key) == idempotency_key)
+        select(Execution).where(
+            col(Execution.tenant) == tenant, col(Execution.idempotency_key) == idempotency_key
+        )
     )
     return result.scalars().first()
 
@@ -72,13 +82,14 @@ async def get_execution_by_idempotency_key(
 async def list_executions(
     *,
     session: AsyncSession,
+    tenant: str,
     status: str | None,
     limit: int,
     before: tuple[datetime, str] | None,
 ) -> list[Execution]:
     """Executions newest first, optionally of one status, strictly after the `before` key
     (created_at, id) of the previous page's last item: stable under concurrent inserts."""
-    query = select(Execution)
+    query = select(Execution).where(col(Execution.tenant) == tenant)
     if status is not None:
         query = query.where(col(Execution.status) == status)
     if before is not None:
@@ -113,6 +124,28 @@ async def list_execution_jobs(*, session: AsyncSession, execution_id: str) -> li
 async def get_job(*, session: AsyncSession, job_record_id: str) -> ExecutionJob | None:
     """The job with this record id, or None."""
     return await session.get(ExecutionJob, job_record_id)
+
+
+async def delivery_seen(*, session: AsyncSession, provider: str, delivery_id: str) -> bool:
+    """Whether this webhook delivery was handled before."""
+    return await session.get(WebhookDelivery, (provider, delivery_id)) is not None
+
+
+async def record_delivery(
+    *, session: AsyncSession, provider: str, delivery_id: str, job_record_id: str, outcome: str
+) -> None:
+    """Remember a handled webhook delivery (a concurrent duplicate keeps the first record)."""
+    await session.execute(
+        insert(WebhookDelivery)
+        .values(
+            provider=provider,
+            delivery_id=delivery_id,
+            job_record_id=job_record_id,
+            outcome=outcome,
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing()
+    )
 
 
 async def record_provider_job(
@@ -243,3 +276,121 @@ async def apply_execution_update(*, session: AsyncSession, update_: ExecutionUpd
     await session.execute(
         update(Execution).where(col(Execution.id) == update_.execution_id).values(**values)
     )
+
+
+# Retention: finished executions (with their jobs) and webhook deliveries past a cutoff.
+
+__all__ += [
+    "count_webhook_deliveries_before",
+    "delete_finished_executions",
+    "delete_webhook_deliveries_before",
+    "list_finished_executions_before",
+    "list_job_outputs",
+    "webhook_deliveries_exist",
+]
+
+_FINISHED_EXECUTION_STATUSES = ("completed", "failed", "canceled")
+
+
+async def list_finished_executions_before(
+    *,
+    session: AsyncSession,
+    cutoff: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[tuple[datetime, str]]:
+    """Keys (completed_at, id) of executions that finished before `cutoff`, oldest first.
+
+    Only completed, failed and canceled executions qualify; queued and running ones never do.
+    `after` is the last key of the previous batch, so paging goes on past rows a batch did not
+    delete.
+    """
+    query = select(col(Execution.completed_at), col(Execution.id)).where(
+        col(Execution.status).in_(_FINISHED_EXECUTION_STATUSES),
+        col(Execution.completed_at) < cutoff,
+    )
+    if after is not None:
+        query = query.where(tuple_(col(Execution.completed_at), col(Execution.id)) > tuple_(*after))
+    query = query.order_by(col(Execution.completed_at), col(Execution.id)).limit(limit)
+    result = await session.execute(query)
+    return [(row[0], str(row[1])) for row in result.all()]
+
+
+async def list_job_outputs(
+    *, session: AsyncSession, execution_ids: list[str]
+) -> list[dict[str, Any]]:
+    """Every stored output (as recorded: url, key, contentType, …) of these executions' jobs."""
+    if not execution_ids:
+        return []
+    result = await session.execute(
+        select(col(ExecutionJob.outputs)).where(col(ExecutionJob.execution_id).in_(execution_ids))
+    )
+    return [output for outputs in result.scalars().all() for output in outputs or []]
+
+
+async def delete_finished_executions(
+    *, session: AsyncSession, execution_ids: list[str], cutoff: datetime
+) -> tuple[int, int]:
+    """Delete those of these executions that are still finished before `cutoff`, with their jobs.
+
+    The condition is checked again here, so an id listed earlier is never deleted if its
+    execution changed since. Returns (executions deleted, jobs deleted with them).
+    """
+    # Imported here so that this block of functions can be appended without touching the
+    # module's imports, which other work edits.
+    from sqlalchemy import delete
+
+    if not execution_ids:
+        return 0, 0
+    condition = (
+        col(Execution.id).in_(execution_ids),
+        col(Execution.status).in_(_FINISHED_EXECUTION_STATUSES),
+        col(Execution.completed_at) < cutoff,
+    )
+    # Lock the rows first so the job count matches what the cascade removes.
+    locked = await session.execute(select(col(Execution.id)).where(*condition).with_for_update())
+    ids = [str(row) for row in locked.scalars().all()]
+    if not ids:
+        return 0, 0
+    jobs = await count_jobs(session=session, execution_ids=ids)
+    # `execution_jobs` rows go with their execution: the foreign key cascades.
+    await session.execute(delete(Execution).where(col(Execution.id).in_(ids)))
+    return len(ids), sum(jobs.values())
+
+
+async def webhook_deliveries_exist(*, session: AsyncSession) -> bool:
+    """Whether the `webhook_deliveries` table exists (it arrives with a later migration)."""
+    result = await session.execute(select(func.to_regclass("webhook_deliveries").is_not(None)))
+    return bool(result.scalar_one())
+
+
+async def count_webhook_deliveries_before(*, session: AsyncSession, cutoff: datetime) -> int:
+    """Number of webhook deliveries received before `cutoff`."""
+    from sqlalchemy import text
+
+    result = await session.execute(
+        text("SELECT count(*) FROM webhook_deliveries WHERE received_at < :cutoff"),
+        {"cutoff": cutoff},
+    )
+    return int(result.scalar_one())
+
+
+async def delete_webhook_deliveries_before(
+    *, session: AsyncSession, cutoff: datetime, limit: int
+) -> int:
+    """Delete up to `limit` webhook deliveries received before `cutoff`; returns how many."""
+    from sqlalchemy import text
+
+    # By physical row id, so this works whatever the table's key; `= ANY(ARRAY(...))` makes it
+    # a TID scan of just the rows the indexed subquery picked.
+    result = await session.execute(
+        text(
+            "WITH deleted AS ("
+            " DELETE FROM webhook_deliveries WHERE ctid = ANY(ARRAY("
+            "  SELECT ctid FROM webhook_deliveries WHERE received_at < :cutoff LIMIT :limit))"
+            " RETURNING 1)"
+            " SELECT count(*) FROM deleted"
+        ),
+        {"cutoff": cutoff, "limit": limit},
+    )
+    return int(result.scalar_one())
