@@ -7,6 +7,7 @@ pgserver when it is unset) and a task queue of its own, so runs never see each o
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -30,8 +31,8 @@ from reelflow.db.migrate import apply_migrations
 from reelflow.embedded import database_url, temporal_binary
 from reelflow.emulator import EmulatorConfig
 from reelflow.emulator import create_app as create_emulator_app
-from reelflow.stack import emulator_settings
-from tests.factories import WEBHOOK_SECRET
+from reelflow.stack import EMULATOR_CREDENTIALS, emulator_settings
+from tests.factories import ALICE_KEY, BOB_KEY, WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,6 +52,33 @@ def _with_database(dsn: str, name: str) -> str:
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("reelflow")
+
+
+SECRETS = [*EMULATOR_CREDENTIALS.values(), WEBHOOK_SECRET, ALICE_KEY, BOB_KEY]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log(state_dir: Path) -> Iterator[None]:
+    """Every log line of the session, this process's and the worker's, at DEBUG level, is
+    searched for provider keys, API keys and the webhook secret when the session ends."""
+    path = state_dir / "session.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(previous)
+    handler.close()
+    leaks = [
+        f"{log.name}: {secret[:4]}…"
+        for log in state_dir.glob("*.log")
+        for secret in SECRETS
+        if secret in log.read_text(errors="replace")
+    ]
+    assert not leaks, f"secrets found in logs: {leaks}"
 
 
 @pytest.fixture(scope="session")
@@ -165,6 +193,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
         env[name.upper()] = str(value)
+    env["LOG_LEVEL"] = "DEBUG"
     return env
 
 

@@ -14,6 +14,9 @@ from reelflow.auth import webhook_token
 TERMINAL = {"completed", "failed", "canceled"}
 # The webhook token secret every test API shares (see conftest's settings).
 WEBHOOK_SECRET = "test-webhook-token-secret"
+# Two tenants' API keys (see test_security.py).
+ALICE_KEY = "alice-key-0123456789abcdef"
+BOB_KEY = "bob-key-0123456789abcdef"
 
 
 def webhook_path(job_record_id: str) -> str:

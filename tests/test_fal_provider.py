@@ -565,6 +565,29 @@ async def test_cancel_refused_for_another_reason_is_rejected(
         await make_provider(api).cancel(REQUEST_ID, model_path=MODEL)
 
 
+# --- finding a request an earlier attempt created ---------------------------------------------
+
+
+async def test_find_existing_is_none_without_a_request(make_provider: ProviderFactory) -> None:
+    # fal cannot look a request up by its webhook URL; an orphan shows up at the webhook route.
+    found = await make_provider(no_api).find_existing(
+        model_path=MODEL,
+        webhook_url="https://reelflow.test/api/webhooks/job/j1?token=t1",
+        created_after=datetime.now(UTC) - timedelta(minutes=5),
+    )
+
+    assert found is None
+
+
+async def test_find_existing_needs_a_timezone_aware_created_after(
+    make_provider: ProviderFactory,
+) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await make_provider(no_api).find_existing(
+            model_path=MODEL, webhook_url=None, created_after=datetime(2025, 6, 1)
+        )
+
+
 # --- HTTP errors ------------------------------------------------------------------------------
 
 

@@ -241,6 +241,254 @@ async def test_cancel_of_a_finished_prediction_is_not_an_error(
     await make_provider(answer(finished)).cancel("ufawqhfynnddngldkgtslldrkq")
 
 
+# --- finding a prediction an earlier attempt created ------------------------------------------
+
+SEEDANCE = "bytedance/seedance-1-pro"
+HOOK = "https://reelflow.test/api/webhooks/job/j1?token=t1"
+OTHER_HOOK = "https://reelflow.test/api/webhooks/job/j2?token=t2"
+# Not on a whole second: it is sent rounded down.
+SINCE = datetime(2025, 6, 1, 12, 0, 30, 500000, tzinfo=UTC)
+
+
+def listed(prediction_id: str, *, minutes: float, **fields: Any) -> dict[str, Any]:
+    """A list result created `minutes` after SINCE (before it when negative).
+
+    Like Replicate's, it shows no `webhook` (and no `logs`): `webhook` goes in `fields` only to
+    say what fetching the prediction shows, and `FakeReplicate` strips it from the list.
+    """
+    created_at = (SINCE + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return prediction(id=prediction_id, model=SEEDANCE, created_at=created_at) | fields
+
+
+def page(*results: dict[str, Any], next_url: str | None = None) -> dict[str, Any]:
+    return {"next": next_url, "previous": None, "results": list(results)}
+
+
+class FakeReplicate:
+    """Replicate's prediction list, as pages by cursor, and its predictions by id.
+
+    List results leave out `webhook` and `logs`, as Replicate's do; a fetch shows everything.
+    Every request is recorded.
+    """
+
+    def __init__(self, pages: dict[str | None, dict[str, Any]]) -> None:
+        self.pages = pages
+        self.predictions = {
+            result["id"]: result for listing in pages.values() for result in listing["results"]
+        }
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.url.path == "/v1/predictions":
+            listing = self.pages[request.url.params.get("cursor")]
+            results = [
+                {k: v for k, v in result.items() if k not in {"webhook", "logs"}}
+                for result in listing["results"]
+            ]
+            return httpx.Response(200, json=listing | {"results": results})
+        prediction_id = request.url.path.removeprefix("/v1/predictions/")
+        return httpx.Response(200, json=self.predictions[prediction_id])
+
+    @property
+    def lists(self) -> list[httpx.Request]:
+        return [r for r in self.requests if r.url.path == "/v1/predictions"]
+
+    @property
+    def fetched(self) -> list[str]:
+        return [
+            r.url.path.removeprefix("/v1/predictions/")
+            for r in self.requests
+            if r.url.path != "/v1/predictions"
+        ]
+
+
+async def find(
+    provider: ReplicateProvider, *, model_path: str = SEEDANCE, webhook_url: str | None = HOOK
+) -> Any:
+    return await provider.find_existing(
+        model_path=model_path, webhook_url=webhook_url, created_after=SINCE
+    )
+
+
+async def test_find_existing_returns_the_newest_prediction_created_with_the_webhook(
+    make_provider: ProviderFactory,
+) -> None:
+    api = FakeReplicate(
+        {
+            None: page(
+                listed("other-model", minutes=9, model="minimax/video-01", webhook=HOOK),
+                listed("other-hook", minutes=8, webhook=OTHER_HOOK),
+                listed("no-hook", minutes=7),
+                listed("ours", minutes=6, webhook=HOOK, status="processing"),
+                listed("ours-older", minutes=5, webhook=HOOK),
+            )
+        }
+    )
+
+    found = await find(make_provider(api))
+
+    assert found is not None
+    assert (found.provider_job_id, found.state) == ("ours", ProviderState.PROCESSING)
+    [listing] = api.lists
+    assert listing.method == "GET"
+    assert str(listing.url) == f"{API_BASE}/v1/predictions?created_after=2025-06-01T12%3A00%3A30Z"
+    assert api.fetched == ["other-hook", "no-hook", "ours"]
+    assert {r.headers["authorization"] for r in api.requests} == {f"Bearer {TOKEN}"}
+
+
+async def test_find_existing_without_a_prediction_created_with_the_webhook_is_none(
+    make_provider: ProviderFactory,
+) -> None:
+    api = FakeReplicate(
+        {None: page(listed("a", minutes=2, webhook=OTHER_HOOK), listed("b", minutes=1))}
+    )
+
+    assert await find(make_provider(api)) is None
+    assert api.fetched == ["a", "b"]
+
+
+async def test_find_existing_ignores_predictions_of_other_models_or_versions(
+    make_provider: ProviderFactory,
+) -> None:
+    pinned = f"{SEEDANCE}:{'a' * 64}"
+    api = FakeReplicate(
+        {
+            None: page(
+                listed("lite", minutes=3, model="bytedance/seedance-1-lite", webhook=HOOK),
+                listed("other-version", minutes=2, version="b" * 64, webhook=HOOK),
+                listed("unknown-model", minutes=1, model=None, webhook=HOOK),
+            )
+        }
+    )
+
+    assert await find(make_provider(api), model_path=pinned) is None
+    assert api.fetched == []
+
+
+async def test_find_existing_follows_the_next_cursor_but_only_to_replicate(
+    make_provider: ProviderFactory,
+) -> None:
+    elsewhere = "https://elsewhere.test/v1/predictions?cursor=cD0y&created_after=x"
+    api = FakeReplicate(
+        {
+            None: page(listed("newer", minutes=4, webhook=OTHER_HOOK), next_url=elsewhere),
+            "cD0y": page(listed("ours", minutes=3, webhook=HOOK)),
+        }
+    )
+
+    found = await find(make_provider(api))
+
+    assert found is not None and found.provider_job_id == "ours"
+    assert [str(r.url) for r in api.lists] == [
+        f"{API_BASE}/v1/predictions?created_after=2025-06-01T12%3A00%3A30Z",
+        f"{API_BASE}/v1/predictions?created_after=2025-06-01T12%3A00%3A30Z&cursor=cD0y",
+    ]
+
+
+async def test_find_existing_stops_at_the_first_prediction_older_than_created_after(
+    make_provider: ProviderFactory,
+) -> None:
+    # As if Replicate had ignored `created_after`: the walk stops on its own.
+    api = FakeReplicate(
+        {
+            None: page(
+                listed("newer", minutes=1, webhook=OTHER_HOOK),
+                listed("older", minutes=-1, webhook=HOOK),
+                next_url=f"{API_BASE}/v1/predictions?cursor=cD0z",
+            ),
+            "cD0z": page(listed("much-older", minutes=-60, webhook=HOOK)),
+        }
+    )
+
+    assert await find(make_provider(api)) is None
+    assert len(api.lists) == 1
+    assert api.fetched == ["newer"]
+
+
+async def test_find_existing_reads_at_most_three_pages(
+    make_provider: ProviderFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    def next_to(cursor: str) -> str:
+        return f"{API_BASE}/v1/predictions?cursor={cursor}"
+
+    api = FakeReplicate(
+        {
+            None: page(listed("p1", minutes=4, model="x/y"), next_url=next_to("c2")),
+            "c2": page(listed("p2", minutes=3, model="x/y"), next_url=next_to("c3")),
+            "c3": page(listed("p3", minutes=2, model="x/y"), next_url=next_to("c4")),
+            "c4": page(listed("ours", minutes=1, webhook=HOOK)),
+        }
+    )
+
+    assert await find(make_provider(api)) is None
+    assert len(api.lists) == 3
+    assert "after 3 pages" in caplog.text
+
+
+async def test_find_existing_fetches_at_most_twenty_predictions(
+    make_provider: ProviderFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    others = [listed(f"p{n:02}", minutes=30 - n, webhook=OTHER_HOOK) for n in range(20)]
+    api = FakeReplicate({None: page(*others, listed("ours", minutes=1, webhook=HOOK))})
+
+    assert await find(make_provider(api)) is None
+    assert len(api.fetched) == 20
+    assert "an older one may exist" in caplog.text
+    assert HOOK not in caplog.text  # the webhook URL holds the job's token
+
+
+async def test_find_existing_for_a_polling_job_is_none_without_a_request(
+    make_provider: ProviderFactory,
+) -> None:
+    assert await find(make_provider(no_api), webhook_url=None) is None
+
+
+async def test_find_existing_needs_a_timezone_aware_created_after(
+    make_provider: ProviderFactory,
+) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await make_provider(no_api).find_existing(
+            model_path=SEEDANCE, webhook_url=HOOK, created_after=datetime(2025, 6, 1)
+        )
+
+
+@pytest.mark.parametrize("body", [[], {"results": None}, {"next": None}])
+async def test_find_existing_when_the_list_is_not_a_page_is_unavailable(
+    make_provider: ProviderFactory, body: Any
+) -> None:
+    with pytest.raises(ProviderUnavailable, match="returned no page"):
+        await find(make_provider(answer(body)))
+
+
+async def test_find_existing_skips_list_results_without_id_or_creation_time(
+    make_provider: ProviderFactory,
+) -> None:
+    api = FakeReplicate(
+        {
+            None: page(
+                listed("", minutes=3, webhook=HOOK),
+                listed("bad-time", minutes=2, created_at="yesterday", webhook=HOOK),
+                listed("ours", minutes=1, webhook=HOOK),
+            )
+        }
+    )
+
+    found = await find(make_provider(api))
+
+    assert found is not None and found.provider_job_id == "ours"
+    assert api.fetched == ["ours"]
+
+
+async def test_find_existing_when_rate_limited_says_so(make_provider: ProviderFactory) -> None:
+    throttled = {"title": "Request was throttled.", "detail": "Try again.", "status": 429}
+    provider = make_provider(answer(throttled, 429, headers={"retry-after": "3"}))
+
+    with pytest.raises(ProviderRateLimited) as caught:
+        await find(provider)
+    assert caught.value.retry_after_s == 3
+
+
 # --- prediction parsing -----------------------------------------------------------------------
 
 

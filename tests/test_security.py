@@ -13,10 +13,18 @@ from pydantic import SecretStr
 from api.app import create_app
 from reelflow.config import Settings
 from tests.conftest import free_port, serve, stop
-from tests.factories import generate_job, plan, submit, wait_for, webhook_path
+from tests.factories import (
+    ALICE_KEY,
+    BOB_KEY,
+    generate_job,
+    plan,
+    submit,
+    wait_for,
+    webhook_path,
+)
 
-ALICE = "alice-key-0123456789abcdef"
-BOB = "bob-key-0123456789abcdef"
+ALICE = ALICE_KEY
+BOB = BOB_KEY
 
 
 @pytest.fixture(scope="module")

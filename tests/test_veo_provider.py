@@ -318,6 +318,27 @@ async def test_create_that_is_done_at_once_with_an_error_is_failed(
     assert snapshot.error == "Veo operation failed (code 3): prompt too long"
 
 
+# --- finding an operation an earlier attempt created -------------------------------------------
+
+
+async def test_find_existing_is_none_without_a_request(make_provider: ProviderFactory) -> None:
+    # An operation carries nothing that ties it to a job record.
+    found = await make_provider(no_requests).find_existing(
+        model_path=MODEL, webhook_url=None, created_after=datetime.now(UTC) - timedelta(minutes=5)
+    )
+
+    assert found is None
+
+
+async def test_find_existing_needs_a_timezone_aware_created_after(
+    make_provider: ProviderFactory,
+) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await make_provider(no_requests).find_existing(
+            model_path=MODEL, webhook_url=None, created_after=datetime(2025, 6, 1)
+        )
+
+
 # --- get and the operation's states -----------------------------------------------------------
 
 
