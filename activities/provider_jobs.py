@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import timedelta
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -32,6 +34,8 @@ __all__ = ["JOB_STILL_RUNNING", "ProviderJobActivities", "as_application_error"]
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # The error type a poll raises while the provider is still working; the workflow's retry
 # policy turns it into the next poll, without adding history events.
 JOB_STILL_RUNNING = "JobStillRunning"
@@ -47,6 +51,21 @@ def as_application_error(error: ProviderError) -> ApplicationError:
         type=type(error).__name__,
         non_retryable=isinstance(error, ProviderRejected),
     )
+
+
+_CLOCK_SKEW = timedelta(minutes=5)
+_HEARTBEAT_EVERY_S = 2.0
+
+
+async def _heartbeating(call: Awaitable[T]) -> T:
+    """Await `call`, heartbeating meanwhile, so a worker that dies mid-call is noticed within
+    the activity's heartbeat timeout rather than its whole start-to-close timeout."""
+    task = asyncio.ensure_future(call)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_HEARTBEAT_EVERY_S)
+        if done:
+            return task.result()
+        activity.heartbeat()
 
 
 def _model(model_id: str) -> ModelSpec:
@@ -102,10 +121,7 @@ class ProviderJobActivities:
                 raise ApplicationError(
                     f"params no longer valid for {model.id}: {error}", non_retryable=True
                 ) from error
-            inputs = model.to_provider_input(params)
-            snapshot = await provider.create(
-                model_path=model.provider_model_path, inputs=inputs, webhook_url=job.webhook_url
-            )
+            snapshot = await _heartbeating(self._find_or_create(provider, model, params, job))
         except ProviderError as error:
             raise as_application_error(error) from error
         async with self._db.session() as session:
@@ -135,6 +151,32 @@ class ProviderJobActivities:
             WaitingStrategy(job.waiting_strategy).value,
         )
         return StartJobResult(snapshot)
+
+    @staticmethod
+    async def _find_or_create(
+        provider: Provider, model: ModelSpec, params: BaseModel, job: ProviderJobInput
+    ) -> ProviderSnapshot:
+        info = activity.info()
+        if info.attempt > 1:
+            # An earlier attempt may have died after the provider accepted the job but before
+            # its id was recorded: adopt that job rather than pay for a second one.
+            existing = await provider.find_existing(
+                model_path=model.provider_model_path,
+                webhook_url=job.webhook_url,
+                created_after=info.scheduled_time - _CLOCK_SKEW,
+            )
+            if existing is not None:
+                logger.warning(
+                    "Job %s: adopting provider job %s created by an earlier attempt",
+                    job.job_record_id,
+                    existing.provider_job_id,
+                )
+                return existing
+        return await provider.create(
+            model_path=model.provider_model_path,
+            inputs=model.to_provider_input(params),
+            webhook_url=job.webhook_url,
+        )
 
     @activity.defn(name="poll_provider_job")
     async def poll_job(self, poll: PollInput) -> ProviderSnapshot:

@@ -87,6 +87,74 @@ def migrate() -> None:
     console.print(f"applied {len(applied)} migration(s)" if applied else "up to date")
 
 
+@app.command()
+def cleanup(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Delete executions that finished longer ago than this: e.g. 30d, 12h or 90m",
+        ),
+    ],
+    delete_objects: Annotated[
+        bool, typer.Option("--delete-objects", help="Also delete their stored outputs")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Executions deleted per transaction")
+    ] = 500,
+) -> None:
+    """Delete finished executions past an age, with their jobs (and outputs, if asked)."""
+    from reelflow.db.engine import Database
+    from reelflow.embedded import database_url
+    from reelflow.retention import (
+        InvalidDuration,
+        PurgeReport,
+        parse_duration,
+        purge_finished_executions,
+    )
+    from reelflow.storage import StorageError, create_store
+
+    try:
+        age = parse_duration(older_than)
+    except InvalidDuration as error:
+        raise typer.BadParameter(str(error), param_hint="'--older-than'") from error
+    configure_logging()
+    settings = get_settings()
+
+    async def purge() -> PurgeReport:
+        db = Database(database_url(settings), pool_size=1)
+        try:
+            return await purge_finished_executions(
+                db=db,
+                store=create_store(settings),
+                older_than=age,
+                delete_objects=delete_objects,
+                dry_run=dry_run,
+                batch_size=batch_size,
+            )
+        finally:
+            await db.close()
+
+    try:
+        report = asyncio.run(purge())
+    except StorageError as error:
+        console.print(f"[red]{error}[/] (executions whose outputs remain were kept)")
+        raise typer.Exit(1) from error
+    objects = str(report.objects) if delete_objects else "kept (see --delete-objects)"
+    deliveries = "no table" if report.webhook_deliveries is None else report.webhook_deliveries
+    console.print(
+        f"{'would delete' if dry_run else 'deleted'} "
+        f"(finished before {report.cutoff:%Y-%m-%d %H:%M:%S} UTC, {report.batches} batch(es))\n"
+        f"  executions          {report.executions}\n"
+        f"  jobs                {report.jobs}\n"
+        f"  objects             {objects}\n"
+        f"  webhook deliveries  {deliveries}"
+    )
+
+
 def _start_stack(log_dir: Path | None) -> Any:
     from reelflow.stack import LocalStack, StackError
 

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     # Largest accepted `POST /api/execute` body.
     max_plan_bytes: int = Field(default=1024 * 1024, ge=1024)
 
+    # Retention: when RETENTION_DAYS is set, the worker keeps a daily Temporal schedule
+    # (`reelflow-retention`) deleting executions finished more than that many days ago, with
+    # their jobs, webhook delivery records and, with RETENTION_DELETE_OBJECTS, their outputs.
+    retention_days: int | None = Field(default=None, ge=1)
+    retention_delete_objects: bool = False
+
     # HTTP timeouts for provider calls and downloads.
     http_timeout_s: float = Field(default=30.0, gt=0)
 

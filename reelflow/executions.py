@@ -194,8 +194,11 @@ def _provider_job(
         provider=model.provider,
         params=job.params,
         waiting_strategy=strategy,
+        # Polling jobs get the webhook URL too where the provider takes one: it identifies the
+        # job at the provider (a retried start finds the job an earlier attempt created, and
+        # orphans report in), and a webhook that does arrive only finishes the job sooner.
         webhook_url=webhook_url(settings, secret, job.id)
-        if strategy is WaitingStrategy.WEBHOOK
+        if "webhook" in model.capabilities
         else None,
         deadline_seconds=model.deadline_seconds,
         poll=poll_schedule(settings, strategy),

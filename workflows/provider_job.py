@@ -98,6 +98,9 @@ class ProviderJobWorkflow:
                 job,
                 task_queue=_provider_queue(job),
                 start_to_close_timeout=timedelta(seconds=60),
+                # The activity heartbeats while it waits for the provider: a dead worker's
+                # attempt is retried (and finds the job it created) within seconds.
+                heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=_PROVIDER_CALL,
             )
         except ActivityError as error:

@@ -313,7 +313,8 @@ async def list_finished_executions_before(
         query = query.where(tuple_(col(Execution.completed_at), col(Execution.id)) > tuple_(*after))
     query = query.order_by(col(Execution.completed_at), col(Execution.id)).limit(limit)
     result = await session.execute(query)
-    return [(row[0], str(row[1])) for row in result.all()]
+    # `completed_at < cutoff` already excludes NULLs; the filter is for the type checker.
+    return [(row[0], str(row[1])) for row in result.all() if row[0] is not None]
 
 
 async def list_job_outputs(
@@ -359,18 +360,17 @@ async def delete_finished_executions(
 
 
 async def webhook_deliveries_exist(*, session: AsyncSession) -> bool:
-    """Whether the `webhook_deliveries` table exists (it arrives with a later migration)."""
+    """Whether the `webhook_deliveries` table exists (migration 0007 adds it)."""
     result = await session.execute(select(func.to_regclass("webhook_deliveries").is_not(None)))
     return bool(result.scalar_one())
 
 
 async def count_webhook_deliveries_before(*, session: AsyncSession, cutoff: datetime) -> int:
     """Number of webhook deliveries received before `cutoff`."""
-    from sqlalchemy import text
-
     result = await session.execute(
-        text("SELECT count(*) FROM webhook_deliveries WHERE received_at < :cutoff"),
-        {"cutoff": cutoff},
+        select(func.count())
+        .select_from(WebhookDelivery)
+        .where(col(WebhookDelivery.received_at) < cutoff)
     )
     return int(result.scalar_one())
 
@@ -379,18 +379,15 @@ async def delete_webhook_deliveries_before(
     *, session: AsyncSession, cutoff: datetime, limit: int
 ) -> int:
     """Delete up to `limit` webhook deliveries received before `cutoff`; returns how many."""
-    from sqlalchemy import text
+    from sqlalchemy import delete  # see delete_finished_executions
 
-    # By physical row id, so this works whatever the table's key; `= ANY(ARRAY(...))` makes it
-    # a TID scan of just the rows the indexed subquery picked.
-    result = await session.execute(
-        text(
-            "WITH deleted AS ("
-            " DELETE FROM webhook_deliveries WHERE ctid = ANY(ARRAY("
-            "  SELECT ctid FROM webhook_deliveries WHERE received_at < :cutoff LIMIT :limit))"
-            " RETURNING 1)"
-            " SELECT count(*) FROM deleted"
-        ),
-        {"cutoff": cutoff, "limit": limit},
+    key = tuple_(col(WebhookDelivery.provider), col(WebhookDelivery.delivery_id))
+    batch = (
+        select(col(WebhookDelivery.provider), col(WebhookDelivery.delivery_id))
+        .where(col(WebhookDelivery.received_at) < cutoff)
+        .limit(limit)
     )
-    return int(result.scalar_one())
+    result = await session.execute(
+        delete(WebhookDelivery).where(key.in_(batch)).returning(col(WebhookDelivery.delivery_id))
+    )
+    return len(result.all())
