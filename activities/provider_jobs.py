@@ -160,11 +160,18 @@ class ProviderJobActivities:
         if info.attempt > 1:
             # An earlier attempt may have died after the provider accepted the job but before
             # its id was recorded: adopt that job rather than pay for a second one.
-            existing = await provider.find_existing(
-                model_path=model.provider_model_path,
-                webhook_url=job.webhook_url,
-                created_after=info.scheduled_time - _CLOCK_SKEW,
-            )
+            try:
+                existing = await provider.find_existing(
+                    model_path=model.provider_model_path,
+                    webhook_url=job.webhook_url,
+                    created_after=info.scheduled_time - _CLOCK_SKEW,
+                )
+            except ProviderRejected as error:
+                # A lookup the provider refuses must not fail the job; creating still may work.
+                logger.warning(
+                    "Job %s: lookup of earlier jobs refused: %s", job.job_record_id, error
+                )
+                existing = None
             if existing is not None:
                 logger.warning(
                     "Job %s: adopting provider job %s created by an earlier attempt",

@@ -19,7 +19,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import av
@@ -34,6 +34,9 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from reelflow.emulator import EmulatorConfig, create_app
+from reelflow.providers.errors import ProviderUnavailable
+from reelflow.providers.replicate import ReplicateProvider
+from reelflow.types import ProviderState
 
 TOKEN = "r8_test_token"
 FAL_KEY = "test-key-id:test-key-secret"
@@ -575,6 +578,94 @@ async def test_non_final_webhook_is_not_retried(
     assert len(receiver.deliveries[hook]) == 1
 
 
+async def list_page(
+    replicate: httpx.AsyncClient, url: str = "/v1/predictions", **params: str
+) -> dict[str, Any]:
+    """One page of the prediction list (`url` may be a page's `next` or `previous`)."""
+    response = await replicate.get(url, params=params or None)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def ids(listing: dict[str, Any]) -> list[str]:
+    return [result["id"] for result in listing["results"]]
+
+
+async def test_prediction_list_is_newest_first_in_pages_of_100_linked_by_cursor_urls(
+    replicate: httpx.AsyncClient, admin: httpx.AsyncClient, emulator_url: str
+) -> None:
+    # Long runs: no video renders while 101 predictions exist (the next reset stops them).
+    await configure(admin, {"replicate": {"generation_seconds": 60}})
+    created = [await create(replicate, {"prompt": f"shot {n}"}) for n in range(101)]
+    newest_first = [prediction["id"] for prediction in reversed(created)]
+
+    first = await list_page(replicate)
+    second = await list_page(replicate, first["next"])
+    back = await list_page(replicate, second["previous"])
+
+    assert set(first) == {"next", "previous", "results"}
+    assert first["previous"] is None
+    assert first["next"].startswith(f"{emulator_url}/replicate/v1/predictions?cursor=")
+    assert ids(first) == newest_first[:100]
+    assert ids(second) == newest_first[100:]
+    assert second["next"] is None
+    assert second["previous"].startswith(f"{emulator_url}/replicate/v1/predictions?cursor=")
+    assert ids(back) == ids(first) and back["previous"] is None
+
+
+async def test_listed_predictions_leave_out_logs_and_webhook_which_a_fetch_shows(
+    replicate: httpx.AsyncClient, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await configure(admin, {"replicate": {"generation_seconds": 60}})
+    hook = receiver.url("listed")
+    created = await create(
+        replicate, {"prompt": "x"}, webhook=hook, webhook_events_filter=["completed"]
+    )
+
+    [result] = (await list_page(replicate))["results"]
+    fetched = (await replicate.get(f"/v1/predictions/{created['id']}")).json()
+
+    assert set(result) == set(fetched) - {"logs", "webhook", "webhook_events_filter"}
+    assert {k: result[k] for k in ("id", "model", "status", "source")} == {
+        "id": created["id"],
+        "model": MODEL,
+        "status": "starting",
+        "source": "api",
+    }
+    assert result["created_at"] == created["created_at"]
+    assert result["urls"]["get"] == created["urls"]["get"]
+    assert fetched["webhook"] == hook
+
+
+async def test_prediction_list_filters_by_creation_time_and_keeps_filters_in_its_links(
+    replicate: httpx.AsyncClient,
+) -> None:
+    older = await create(replicate, {"prompt": "a"})
+    newer = await create(replicate, {"prompt": "b"})
+
+    after = await list_page(replicate, created_after=newer["created_at"])
+    before = await list_page(replicate, created_before=newer["created_at"])
+    web = await list_page(replicate, source="web")
+
+    assert ids(after) == [newer["id"]]  # at or after
+    assert ids(before) == [older["id"]]  # strictly before
+    assert ids(web) == []  # nothing here was created on the website
+
+
+async def test_prediction_list_rejects_a_bad_cursor_or_time_and_needs_the_token(
+    replicate: httpx.AsyncClient, emulator_url: str
+) -> None:
+    bad_cursor = await replicate.get("/v1/predictions", params={"cursor": "bm9wZQ=="})
+    bad_time = await replicate.get("/v1/predictions", params={"created_after": "yesterday"})
+    async with local_client(base_url=f"{emulator_url}/replicate") as anonymous:
+        unauthenticated = await anonymous.get("/v1/predictions")
+
+    assert (bad_cursor.status_code, bad_cursor.json()["detail"]) == (404, "Invalid cursor")
+    assert bad_time.status_code == 400 and "created_after" in bad_time.json()["detail"]
+    assert unauthenticated.status_code == 401
+
+
 async def test_health_check(emulator_url: str) -> None:
     async with local_client() as client:
         response = await client.get(f"{emulator_url}/healthz")
@@ -1017,6 +1108,7 @@ async def test_status_5xx_is_transient_and_in_each_providers_shape(
 
     failing = [
         await replicate.get(f"/v1/predictions/{prediction['id']}"),
+        await replicate.get("/v1/predictions"),
         await fal.get(request["status_url"]),
         await fal.get(request["response_url"]),
         await gemini.get(f"/v1beta/{operation['name']}"),
@@ -1024,13 +1116,90 @@ async def test_status_5xx_is_transient_and_in_each_providers_shape(
     await configure(admin, {"all": {"status_5xx_rate": 0}})
     recovered = await replicate.get(f"/v1/predictions/{prediction['id']}")
 
-    assert [response.status_code for response in failing] == [503, 503, 503, 503]
-    assert failing[0].json()["status"] == 503  # Replicate's problem document
-    assert "nginx" in failing[1].text  # fal's ingress page, which fal's clients retry
-    assert failing[3].json()["error"]["status"] == "UNAVAILABLE"
+    assert [response.status_code for response in failing] == [503] * 5
+    assert failing[0].json()["status"] == failing[1].json()["status"] == 503  # problem documents
+    assert "nginx" in failing[2].text  # fal's ingress page, which fal's clients retry
+    assert failing[4].json()["error"]["status"] == "UNAVAILABLE"
     assert recovered.status_code == 200
     counts = await stats(admin)
-    assert [counts[p]["injected_5xxs"] for p in ("replicate", "fal", "veo")] == [1, 2, 1]
+    assert [counts[p]["injected_5xxs"] for p in ("replicate", "fal", "veo")] == [2, 2, 1]
+
+
+async def test_create_response_delay_holds_the_answer_back_but_not_the_job(
+    replicate: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    await configure(admin, {"replicate": {"create_response_delay_seconds": 0.3}})
+
+    started = time.monotonic()
+    created = await create(replicate, {"prompt": "x"})
+
+    assert time.monotonic() - started >= 0.3
+    assert created["status"] == "starting"  # as it was when created, before the wait
+    assert (await replicate.get(f"/v1/predictions/{created['id']}")).status_code == 200
+
+
+async def test_a_caller_that_gives_up_during_the_delay_leaves_a_job_at_every_provider(
+    replicate: httpx.AsyncClient,
+    fal: httpx.AsyncClient,
+    gemini: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    receiver: Receiver,
+) -> None:
+    await configure(admin, {"all": {"create_response_delay_seconds": 1, "generation_seconds": 60}})
+    replicate_hook, fal_hook = receiver.url("orphan-r"), receiver.url("orphan-f")
+    gave_up = httpx.Timeout(5, read=0.2)
+
+    with pytest.raises(httpx.ReadTimeout):
+        await replicate.post(
+            f"/v1/models/{MODEL}/predictions",
+            json={"input": {"prompt": "x"}, "webhook": replicate_hook},
+            timeout=gave_up,
+        )
+    with pytest.raises(httpx.ReadTimeout):
+        await fal.post(
+            f"/{KLING}", json={"prompt": "x"}, params={"fal_webhook": fal_hook}, timeout=gave_up
+        )
+    with pytest.raises(httpx.ReadTimeout):
+        await gemini.post(
+            f"/v1beta/models/{VEO}:predictLongRunning",
+            json={"instances": [{"prompt": "x"}]},
+            timeout=gave_up,
+        )
+
+    counts = await stats(admin)
+    assert [counts[p]["created"] for p in ("replicate", "fal", "veo")] == [1, 1, 1]
+    assert counts["created_per_webhook"] == {replicate_hook: 1, fal_hook: 1}
+    # Replicate's list shows the orphan; fetching it shows whose it is.
+    [orphan] = (await list_page(replicate))["results"]
+    fetched = await replicate.get(f"/v1/predictions/{orphan['id']}")
+    assert fetched.json()["webhook"] == replicate_hook
+
+
+async def test_replicate_adapter_finds_the_prediction_whose_create_answer_it_never_got(
+    replicate: httpx.AsyncClient, admin: httpx.AsyncClient, emulator_url: str, receiver: Receiver
+) -> None:
+    await configure(
+        admin, {"replicate": {"create_response_delay_seconds": 1, "generation_seconds": 60}}
+    )
+    hook, other_hook = receiver.url("find-me"), receiver.url("not-me")
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    async with local_client(timeout=httpx.Timeout(5, read=0.2)) as http:
+        adapter = ReplicateProvider(http=http, api_base=f"{emulator_url}/replicate", token=TOKEN)
+        with pytest.raises(ProviderUnavailable, match="timed out"):
+            await adapter.create(model_path=MODEL, inputs={"prompt": "x"}, webhook_url=hook)
+        # A newer prediction of the same model for another job is passed over.
+        newer = await create(replicate, {"prompt": "y"}, webhook=other_hook)
+
+        found = await adapter.find_existing(model_path=MODEL, webhook_url=hook, created_after=since)
+        unknown = await adapter.find_existing(
+            model_path=MODEL, webhook_url=receiver.url("never"), created_after=since
+        )
+
+    assert found is not None
+    assert found.provider_job_id != newer["id"]
+    assert found.state is ProviderState.QUEUED
+    assert unknown is None
+    assert (await stats(admin))["replicate"]["created_per_webhook"] == {hook: 1, other_hook: 1}
 
 
 async def test_dropped_webhooks_never_arrive_not_even_as_retries(

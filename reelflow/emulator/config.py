@@ -91,11 +91,20 @@ class ProviderBehaviour(BaseModel):
     create_5xx_rate: Rate = 0.0
     """Fraction of job creations answered with a transient 5xx (nothing is created)."""
 
+    create_response_delay_seconds: float = Field(default=0.0, ge=0)
+    """Each job creation's response is held back this long after the job was created.
+
+    The job is created, counted, started (and, at a real provider, billed) at once; only the
+    answer carrying its id is late, as if held up on the way back. A test can so kill or time
+    out the caller after the provider has the job but before the caller learns its id: the
+    orphan a crash inside a start activity leaves behind (Replicate's `find_existing` finds it).
+    """
+
     status_429_rate: Rate = 0.0
-    """Fraction of status (and result) reads answered 429."""
+    """Fraction of status, result and list reads answered 429."""
 
     status_5xx_rate: Rate = 0.0
-    """Fraction of status (and result) reads answered with a transient 5xx."""
+    """Fraction of status, result and list reads answered with a transient 5xx."""
 
     rate_limit_reset_seconds: int = Field(default=1, ge=0)
     """The wait a 429 tells the client about, in the provider's own way (e.g. `Retry-After`)."""

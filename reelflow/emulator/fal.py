@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from reelflow.emulator.errors import ProviderHTTPError
-from reelflow.emulator.faults import FaultResponses, request_faults
+from reelflow.emulator.faults import FaultResponses, delay_create_response, request_faults
 from reelflow.emulator.jobs import Job, JobBackend, JobEvent, Phase, backend_dependency
 from reelflow.emulator.models import InputField, VideoModel
 from reelflow.emulator.render import VideoSpec
@@ -460,12 +460,14 @@ async def submit(
     webhook = _check_webhook(fal_webhook)
     inputs = _validate(model, await _read_json(request))
     queued = backend.submit(model=model, inputs=inputs, webhook=webhook)
-    return {
+    answer = {
         "status": "IN_QUEUE",
         "request_id": queued.id,
         **backend.urls(queued),
         "queue_position": backend.queue_position(queued),
     }
+    await delay_create_response(backend.behaviour)
+    return answer
 
 
 router = APIRouter(tags=["fal"])

@@ -3,11 +3,13 @@
 Each provider module describes how its API words a rate limit and a transient server error
 (`FaultResponses`); `request_faults` turns that into a FastAPI dependency that answers a share of
 job creations or status reads with them, as the provider's config section says, before the route
-does anything — a rejected creation creates nothing.
+does anything — a rejected creation creates nothing. `delay_create_response` is the opposite
+fault: the job is created, and only the answer is late.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,10 +19,17 @@ from reelflow.emulator.config import Provider, ProviderBehaviour
 from reelflow.emulator.errors import ProviderHTTPError
 from reelflow.emulator.state import StateDep
 
-__all__ = ["FaultResponses", "Operation", "chance", "generation_seconds", "request_faults"]
+__all__ = [
+    "FaultResponses",
+    "Operation",
+    "chance",
+    "delay_create_response",
+    "generation_seconds",
+    "request_faults",
+]
 
 Operation = Literal["create", "status"]
-"""Which rates apply: `create_*` to job creations, `status_*` to status and result reads."""
+"""Which rates apply: `create_*` to job creations, `status_*` to status, result and list reads."""
 
 
 def chance(rate: float) -> bool:
@@ -68,3 +77,14 @@ def request_faults(
             raise responses.unavailable()
 
     return inject
+
+
+async def delay_create_response(behaviour: ProviderBehaviour) -> None:
+    """Wait `create_response_delay_seconds`; a route calls it after creating its job.
+
+    The job exists, runs and counts whatever happens to the caller meanwhile: a caller that
+    disconnects or dies during the wait never learns the job's id.
+    """
+    delay = behaviour.create_response_delay_seconds
+    if delay > 0:
+        await asyncio.sleep(delay)

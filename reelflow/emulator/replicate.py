@@ -4,28 +4,36 @@ Mounted under `/replicate`, so a client whose base URL is `http://host:port/repl
 same paths, bodies, statuses, error shapes and webhooks as with `https://api.replicate.com`.
 Outputs are served from `/replicate/delivery/<id>/output.mp4`, standing in for
 `replicate.delivery`.
+
+`GET /v1/predictions` lists predictions as Replicate documents it: newest first, 100 a page,
+`{"next", "previous", "results"}` with `next` and `previous` as absolute URLs carrying an opaque
+`cursor`, filters `created_after` (inclusive) and `created_before` (exclusive), and results that
+leave out `logs`, `webhook` and `webhook_events_filter` (Replicate's documented list result has
+none of them; fetching a prediction shows them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from reelflow.emulator.config import EmulatorConfig
 from reelflow.emulator.errors import ProviderHTTPError
-from reelflow.emulator.faults import FaultResponses, request_faults
+from reelflow.emulator.faults import FaultResponses, delay_create_response, request_faults
 from reelflow.emulator.jobs import Job, JobBackend, JobEvent, Phase, backend_dependency
 from reelflow.emulator.models import InputField, VideoModel, json_type
 from reelflow.emulator.render import VideoSpec
@@ -53,6 +61,10 @@ _OUTPUT_FILENAME = "output.mp4"
 _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 # Replicate sends `logs` and `output` webhooks at most once per 500 ms per prediction.
 _THROTTLE_SECONDS = 0.5
+# `GET /v1/predictions` answers 100 predictions a page, as Replicate does.
+_PAGE_SIZE = 100
+# Keys of a prediction that the list leaves out.
+_NOT_LISTED = frozenset({"logs", "webhook", "webhook_events_filter"})
 
 
 class PredictionStatus(StrEnum):
@@ -192,6 +204,7 @@ class Prediction(Job):
             "data_removed": data_removed,
             "error": self.error,
             "status": self.status.value,
+            "source": "api",
             "created_at": _timestamp(self.created_at),
             "started_at": _timestamp(self.started_at),
             "completed_at": _timestamp(self.completed_at),
@@ -218,6 +231,51 @@ def _timestamp(moment: datetime | None) -> str | None:
 
 def _base_url(config: EmulatorConfig) -> str:
     return config.public_url + PREFIX
+
+
+def _position(prediction: Prediction) -> tuple[datetime, str]:
+    """Where a prediction sorts in the list (the id breaks ties of equal timestamps)."""
+    return prediction.created_at, prediction.id
+
+
+def _cursor(reverse: bool, prediction: Prediction) -> str:
+    """An opaque cursor next to `prediction`: after it, or before it when `reverse`.
+
+    Shaped like the cursors of Django REST framework's CursorPagination, which Replicate's
+    look like: base64 of `p=<position>`, with `r=1` for a previous page.
+    """
+    fields = {"p": prediction.created_at.isoformat(), "i": prediction.id}
+    if reverse:
+        fields = {"r": "1", **fields}
+    return base64.b64encode(urlencode(fields).encode()).decode("ascii")
+
+
+class _InvalidCursorError(ValueError):
+    """A list cursor that this emulator did not hand out."""
+
+
+def _page_bounds(listed: Sequence[Prediction], cursor: str | None) -> tuple[int, int]:
+    """The slice of `listed` (newest first) that the page at `cursor` shows.
+
+    Raises:
+        _InvalidCursorError: the cursor is not one this emulator handed out.
+    """
+    if cursor is None:
+        return 0, min(_PAGE_SIZE, len(listed))
+    try:
+        fields = parse_qs(base64.b64decode(cursor, validate=True).decode(), strict_parsing=True)
+        position = (datetime.fromisoformat(fields["p"][0]), fields["i"][0])
+        reverse = fields.get("r") == ["1"]
+    except (binascii.Error, UnicodeDecodeError, KeyError, ValueError) as error:
+        raise _InvalidCursorError(cursor) from error
+    if position[0].tzinfo is None:
+        raise _InvalidCursorError(cursor)
+    # Newest first: the predictions sorting after `position` are older ones.
+    newer = sum(1 for prediction in listed if _position(prediction) > position)
+    if reverse:
+        return max(0, newer - _PAGE_SIZE), newer
+    start = sum(1 for prediction in listed if _position(prediction) >= position)
+    return start, min(start + _PAGE_SIZE, len(listed))
 
 
 class ReplicateBackend(JobBackend[Prediction]):
@@ -248,6 +306,50 @@ class ReplicateBackend(JobBackend[Prediction]):
         return prediction.to_json(
             _base_url(self._state.config), data_removed=self.expired(prediction)
         )
+
+    def page(
+        self,
+        *,
+        cursor: str | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
+        query: Mapping[str, str],
+    ) -> dict[str, Any]:
+        """One page of the prediction list, as `GET /v1/predictions` answers it.
+
+        Args:
+            cursor: Where the page starts, from an earlier page's `next` or `previous`.
+            created_after: Only predictions created at or after this.
+            created_before: Only predictions created before this.
+            query: The request's other query parameters, kept in `next` and `previous`.
+
+        Raises:
+            _InvalidCursorError: the cursor is not one this emulator handed out.
+        """
+        listed = sorted(
+            (
+                prediction
+                for prediction in self.jobs()
+                if (created_after is None or prediction.created_at >= created_after)
+                and (created_before is None or prediction.created_at < created_before)
+            ),
+            key=_position,
+            reverse=True,
+        )
+        start, end = _page_bounds(listed, cursor)
+        results = listed[start:end]
+        url = f"{_base_url(self._state.config)}/v1/predictions"
+
+        def link(reverse: bool, prediction: Prediction) -> str:
+            return f"{url}?{urlencode({**query, 'cursor': _cursor(reverse, prediction)})}"
+
+        return {
+            "next": link(False, results[-1]) if results and end < len(listed) else None,
+            "previous": link(True, results[0]) if results and start > 0 else None,
+            "results": [
+                {k: v for k, v in self.to_json(p).items() if k not in _NOT_LISTED} for p in results
+            ],
+        }
 
     def _video_spec(self, job: Prediction) -> VideoSpec:
         return job.model.video_spec(job.input)
@@ -515,6 +617,25 @@ def _model_for_version(reference: object) -> ReplicateModel:
     )
 
 
+def _query_time(name: str, value: str | None) -> datetime | None:
+    """An ISO 8601 date-time query parameter (UTC when it names no offset)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise ProviderHTTPError(
+            400,
+            {
+                "title": "Invalid query parameter",
+                "detail": f"{name} must be an ISO 8601 date-time, e.g. 2025-01-01T00:00:00Z",
+                "status": 400,
+            },
+            media_type=_PROBLEM_JSON,
+        ) from error
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 _api = APIRouter(prefix="/v1", dependencies=[Depends(_authenticate)])
 _create_faults = Depends(request_faults("replicate", "create", _FAULTS))
 _status_faults = Depends(request_faults("replicate", "status", _FAULTS))
@@ -528,14 +649,45 @@ async def create_model_prediction(
     model = MODELS.get(f"{owner}/{name}")
     if model is None:
         raise _not_found()
-    return backend.to_json(_create(backend, model, await _read_json_object(request)))
+    created = backend.to_json(_create(backend, model, await _read_json_object(request)))
+    await delay_create_response(backend.behaviour)
+    return created
 
 
 @_api.post("/predictions", status_code=201, dependencies=[_create_faults])
 async def create_prediction(request: Request, backend: _BackendDep) -> dict[str, Any]:
     """Create a prediction of a model version named by `version`."""
     body = await _read_json_object(request)
-    return backend.to_json(_create(backend, _model_for_version(body.get("version")), body))
+    created = backend.to_json(_create(backend, _model_for_version(body.get("version")), body))
+    await delay_create_response(backend.behaviour)
+    return created
+
+
+@_api.get("/predictions", dependencies=[_status_faults])
+async def list_predictions(
+    request: Request,
+    backend: _BackendDep,
+    cursor: str | None = None,
+    created_after: str | None = None,
+    created_before: str | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """List predictions, newest first, a page of 100 at a time."""
+    if source == "web":  # every prediction here was created through the API
+        return {"next": None, "previous": None, "results": []}
+    query = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    try:
+        return backend.page(
+            cursor=cursor,
+            created_after=_query_time("created_after", created_after),
+            created_before=_query_time("created_before", created_before),
+            query=query,
+        )
+    except _InvalidCursorError as error:
+        # Django REST framework's CursorPagination answers a bad cursor so.
+        raise ProviderHTTPError(
+            404, {"detail": "Invalid cursor", "status": 404}, media_type=_PROBLEM_JSON
+        ) from error
 
 
 @_api.get("/predictions/{prediction_id}", dependencies=[_status_faults])

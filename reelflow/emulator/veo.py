@@ -31,7 +31,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from reelflow.emulator.config import ProviderBehaviour, VeoBehaviour
 from reelflow.emulator.errors import ProviderHTTPError
-from reelflow.emulator.faults import FaultResponses, chance, request_faults
+from reelflow.emulator.faults import FaultResponses, chance, delay_create_response, request_faults
 from reelflow.emulator.jobs import Job, JobBackend, Phase, backend_dependency
 from reelflow.emulator.render import VideoSpec
 from reelflow.emulator.state import EmulatorState, StateDep
@@ -430,7 +430,9 @@ async def predict_long_running(
         raise _invalid(f"Invalid JSON payload received. {error}") from error
     prompt, parameters = _validate(veo, body)
     operation = backend.create(model=veo, prompt=prompt, parameters=parameters)
-    return backend.to_json(operation)
+    answer = backend.to_json(operation)
+    await delay_create_response(backend.behaviour)
+    return answer
 
 
 @_api.get(

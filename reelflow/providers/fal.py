@@ -41,6 +41,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
@@ -179,6 +180,25 @@ class FalProvider:
             "webhook" if webhook_url else "polling",
         )
         return snapshot
+
+    async def find_existing(
+        self, *, model_path: str, webhook_url: str | None, created_after: datetime
+    ) -> ProviderSnapshot | None:
+        """Always None: fal cannot find a request by a value the client chose.
+
+        The queue API lists no requests. The Platform API's request history
+        (`GET https://api.fal.ai/v1/models/requests/by-endpoint`) filters by endpoint, time,
+        outcome (`success`, `error`, `user_error`: finished requests only) and request id, and
+        shows no webhook URL; inputs are not unique to a job record. A request orphaned by a
+        crash still runs, bills, and posts its outcome to the job record's webhook URL, which is
+        where it shows up.
+
+        Raises:
+            ValueError: `created_after` is naive.
+        """
+        if created_after.tzinfo is None:
+            raise ValueError("created_after must be timezone-aware")
+        return None
 
     async def get(self, provider_job_id: str, *, model_path: str) -> ProviderSnapshot:
         """Fetch a request's status and, once it has completed successfully, its result.

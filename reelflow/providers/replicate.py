@@ -13,6 +13,18 @@ Every response and webhook body is a prediction, read by one function (`_parse_p
   that the outputs are gone for good, and a terminal FAILED snapshot says so through the path
   every caller already handles. A SUCCEEDED snapshot without URLs would let a job "complete" with
   nothing stored.
+
+`find_existing` looks for a prediction created by an earlier attempt whose id was never recorded.
+Replicate's list (`GET /v1/predictions`: newest first, 100 a page, a `next` cursor URL, a
+`created_after` filter) does not show a prediction's `webhook` (neither the documented example
+nor the OpenAPI schema of its results has it), so each listed prediction of the same model is
+fetched (`GET /v1/predictions/{id}`) and its `webhook` compared. That a fetched prediction echoes
+the `webhook` given at creation is not in Replicate's reference either, but Replicate's own Go and
+JavaScript clients model the field on a prediction; if Replicate stopped echoing it, nothing would
+match: a miss, never a wrong match. Both steps are bounded, at most `_FIND_MAX_PAGES` list pages
+and `_FIND_MAX_FETCHES` fetches, so one lookup costs at most 23 requests against the 3000/min
+limit of non-create requests. It costs one list request when no prediction was created since
+`created_after`, the common case (a start activity retried for another reason).
 """
 
 from __future__ import annotations
@@ -22,9 +34,12 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -63,6 +78,9 @@ _MODEL_PATH: Final = re.compile(r"([\w.-]+)/([\w.-]+)(?::(\w+))?", re.ASCII)
 # A fetched secret younger than this is current: re-fetching it on every bad signature would let
 # anyone who can reach the webhook route make us call Replicate's API once per forged request.
 _SECRET_REFETCH_AFTER_S: Final = 60.0
+# Bounds of one `find_existing`: list pages read (100 predictions each) and predictions fetched.
+_FIND_MAX_PAGES: Final = 3
+_FIND_MAX_FETCHES: Final = 20
 
 
 class ReplicateProvider:
@@ -126,12 +144,7 @@ class ReplicateProvider:
             ProviderRejected: the model path is malformed or Replicate refused the request.
             ProviderUnavailable: a transient failure, including rate limiting.
         """
-        match = _MODEL_PATH.fullmatch(model_path)
-        if match is None:
-            raise ProviderRejected(
-                f"invalid Replicate model path {model_path!r}: expected owner/name[:version]"
-            )
-        owner, model, version = match.groups()
+        owner, model, version = _model_parts(model_path)
         body: dict[str, Any] = {"input": dict(inputs)}
         if version is None:
             path = f"/v1/models/{owner}/{model}/predictions"
@@ -149,6 +162,68 @@ class ReplicateProvider:
             "webhook" if webhook_url else "polling",
         )
         return snapshot
+
+    async def find_existing(
+        self, *, model_path: str, webhook_url: str | None, created_after: datetime
+    ) -> ProviderSnapshot | None:
+        """The newest prediction of `model_path` created with `webhook_url` since `created_after`.
+
+        Lists predictions created since `created_after` (newest first, at most
+        `_FIND_MAX_PAGES` pages of 100) and fetches those of the same model (and version, when
+        `model_path` pins one), newest first, until one was created with `webhook_url`. The list
+        does not show webhooks, hence the fetches; at most `_FIND_MAX_FETCHES` are made, so on a
+        busy account where more predictions of the model were created since `created_after`,
+        an older match can be missed (a warning says so). A prediction whose fetched body shows
+        no `webhook` never matches: a miss, never a wrong match.
+
+        Args:
+            model_path: `owner/name` or `owner/name:version`, as given to `create`.
+            webhook_url: The webhook URL given to `create`. None (a polling job) always finds
+                nothing: such predictions carry nothing that ties them to a job record.
+            created_after: A moment before the prediction could have been created
+                (timezone-aware); sent rounded down to the second, and it should allow for
+                clock skew between this host and Replicate.
+
+        Returns:
+            The prediction's current state, or None when none was found.
+
+        Raises:
+            ValueError: `created_after` is naive.
+            ProviderRejected: the model path is malformed or Replicate refused the request.
+            ProviderUnavailable: a transient failure, including rate limiting.
+        """
+        if created_after.tzinfo is None:
+            raise ValueError("created_after must be timezone-aware")
+        if webhook_url is None:
+            return None
+        owner, model, version = _model_parts(model_path)
+        fetched = 0
+        async with aclosing(self._listed_since(created_after)) as listed_predictions:
+            async for listed in listed_predictions:
+                if listed.model != f"{owner}/{model}" or version not in (None, listed.version):
+                    continue
+                if fetched == _FIND_MAX_FETCHES:
+                    # The webhook URL holds the job's token: it stays out of logs.
+                    logger.warning(
+                        "Stopped looking for an earlier Replicate prediction of %s after"
+                        " fetching %d; an older one may exist",
+                        model_path,
+                        fetched,
+                    )
+                    return None
+                fetched += 1
+                path = _prediction_path(listed.id)
+                data = await self._request("GET", path)
+                if isinstance(data, dict) and data.get("webhook") == webhook_url:
+                    snapshot = self._snapshot_from_response(data, path)
+                    logger.info(
+                        "Found Replicate prediction %s of %s created earlier for this job (%s)",
+                        snapshot.provider_job_id,
+                        model_path,
+                        snapshot.provider_status,
+                    )
+                    return snapshot
+        return None
 
     async def get(self, provider_job_id: str, *, model_path: str = "") -> ProviderSnapshot:
         """Fetch a prediction's current state.
@@ -251,7 +326,49 @@ class ReplicateProvider:
             raise ProviderUnavailable(f"Replicate GET {path} returned no signing key")
         return key
 
-    async def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+    async def _listed_since(self, created_after: datetime) -> AsyncGenerator[_Listed, None]:
+        """Predictions created at or after `created_after`, newest first, from a few list pages.
+
+        The filter is also applied here, so that the walk stops at the first older prediction
+        even if Replicate ignored the query parameter. Only the cursor is taken from a page's
+        `next` URL: the request itself always goes to `api_base`, so the token cannot be sent
+        to a host a response named.
+        """
+        path = "/v1/predictions"
+        # Whole seconds, as Replicate's documentation writes it (`2025-01-01T00:00:00Z`);
+        # rounding down only widens the window.
+        params = {"created_after": created_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        for _ in range(_FIND_MAX_PAGES):
+            data = await self._request("GET", path, params=params)
+            try:
+                results, next_url = _parse_page(data)
+            except ValueError as exc:
+                raise ProviderUnavailable(f"Replicate GET {path} returned no page: {exc}") from exc
+            for item in results:
+                listed = _parse_listed(item)
+                if listed is None:
+                    logger.warning("Skipping a Replicate list result without id or created_at")
+                    continue
+                if listed.created_at < created_after:
+                    return
+                yield listed
+            cursor = _cursor(next_url) if next_url is not None else None
+            if cursor is None:
+                return
+            params = {**params, "cursor": cursor}
+        logger.warning(
+            "Stopped listing Replicate predictions after %d pages; older ones were not searched",
+            _FIND_MAX_PAGES,
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
         """Send one request and return its decoded JSON, mapping failures to provider errors."""
         what = f"Replicate {method} {path}"
         response = await send(
@@ -262,6 +379,7 @@ class ReplicateProvider:
             secret=self._token,
             headers={"Authorization": f"Bearer {self._token}"},
             json=body,
+            params=params,
         )
         raise_for_status(response, what=what, secret=self._token, problem=_problem)
         return decode_json(response, what=what)
@@ -272,6 +390,69 @@ class ReplicateProvider:
         except ValueError as exc:
             # A 2xx that is not a prediction is Replicate (or a proxy) misbehaving: transient.
             raise ProviderUnavailable(f"Replicate {path} returned no prediction: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """What `find_existing` reads from one result of Replicate's prediction list."""
+
+    id: str
+    model: str | None
+    version: str | None
+    created_at: datetime
+
+
+def _model_parts(model_path: str) -> tuple[str, str, str | None]:
+    """`owner`, `name` and the pinned version (or None) of `owner/name[:version]`."""
+    match = _MODEL_PATH.fullmatch(model_path)
+    if match is None:
+        raise ProviderRejected(
+            f"invalid Replicate model path {model_path!r}: expected owner/name[:version]"
+        )
+    owner, model, version = match.groups()
+    return owner, model, version
+
+
+def _parse_page(data: Any) -> tuple[list[Any], str | None]:
+    """The results and `next` URL of a list page (`{"next", "previous", "results"}`).
+
+    Raises:
+        ValueError: `data` is not a page.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise ValueError("expected an object with a `results` list")
+    next_url = data.get("next")
+    return data["results"], next_url if isinstance(next_url, str) and next_url else None
+
+
+def _parse_listed(item: Any) -> _Listed | None:
+    """A list result's id, model, version and creation time; None if it lacks id or time."""
+    if not isinstance(item, dict):
+        return None
+    prediction_id, created_at = item.get("id"), item.get("created_at")
+    if not isinstance(prediction_id, str) or not prediction_id or not isinstance(created_at, str):
+        return None
+    try:
+        # Replicate writes `2023-09-08T16:19:34.907244Z`, sometimes with nanoseconds.
+        created = datetime.fromisoformat(created_at)
+    except ValueError:
+        return None
+    model, version = item.get("model"), item.get("version")
+    return _Listed(
+        id=prediction_id,
+        model=model if isinstance(model, str) else None,
+        version=version if isinstance(version, str) else None,
+        created_at=created if created.tzinfo is not None else created.replace(tzinfo=UTC),
+    )
+
+
+def _cursor(next_url: str) -> str | None:
+    """The `cursor` query parameter of a page's `next` URL."""
+    try:
+        values = parse_qs(urlsplit(next_url).query).get("cursor")
+    except ValueError:
+        return None
+    return values[0] if values else None
 
 
 def _prediction_path(provider_job_id: str, suffix: str = "") -> str:
