@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
@@ -16,24 +17,52 @@ from activities.media import MediaActivities
 from activities.persist import PersistActivities
 from activities.provider_jobs import ProviderJobActivities
 from activities.records import RecordActivities
+from activities.retention import RetentionActivities
 from reelflow.config import Settings, get_settings
 from reelflow.db.engine import Database
 from reelflow.db.migrate import apply_migrations
 from reelflow.embedded import database_url
 from reelflow.logs import configure_logging
+from reelflow.netguard import HostAllowlist, guarded_client, split_list
 from reelflow.providers import build_providers
-from reelflow.storage import create_store
+from reelflow.storage import ObjectStore, create_store
 from reelflow.temporal import connect, media_task_queue, provider_task_queue
 from workflows.execution import ExecutionWorkflow
 from workflows.orphan import CancelOrphanWorkflow
 from workflows.provider_job import ProviderJobWorkflow
+from workflows.retention import RetentionWorkflow, ensure_retention_schedule
 
 __all__ = ["build_workers", "main", "run_worker"]
 
 logger = logging.getLogger("reelflow.worker")
 
-# Outputs larger than this are refused rather than filling the disk.
-MAX_OUTPUT_BYTES = 2 * 1024**3
+_PROVIDERS = ("replicate", "fal", "veo")
+
+
+def _download_rules(
+    settings: Settings, store: ObjectStore
+) -> tuple[list[str], dict[str, HostAllowlist], HostAllowlist]:
+    """The origins downloads may reach at private addresses, each provider's output allowlist,
+    and the allowlist of media inputs and Veo input images (our store, the provider hosts and
+    MEDIA_INPUT_ALLOWED_HOSTS). See reelflow.netguard."""
+    origins = split_list(settings.download_allowed_origins)
+    # Our own objects (e.g. a thumbnail given to Veo as its image), even on the local store.
+    store_base = store.public_url("x").removesuffix("x")
+    outputs = {
+        name: HostAllowlist(
+            f"{name} outputs", split_list(settings.output_hosts(name)), origins=origins
+        )
+        for name in _PROVIDERS
+    }
+    provider_hosts = [
+        host for name in _PROVIDERS for host in split_list(settings.output_hosts(name))
+    ]
+    inputs = HostAllowlist(
+        "media inputs",
+        [*split_list(settings.media_input_allowed_hosts), *provider_hosts],
+        origins=[*origins, store_base],
+    )
+    return [*origins, store_base], outputs, inputs
 
 
 @asynccontextmanager
@@ -48,25 +77,48 @@ async def build_workers(
     db = Database(dsn)
     # No transport retries: Temporal retries activities, and each attempt shows in history.
     http = httpx.AsyncClient(timeout=settings.http_timeout_s)
+    downloads: httpx.AsyncClient | None = None
     try:
         client = client or await connect(settings)
-        providers = build_providers(settings, http)
         store = create_store(settings)
+        trusted, output_hosts, input_hosts = _download_rules(settings, store)
+        # URLs from providers and plans are fetched by a client of their own that connects only
+        # to public addresses and the trusted origins (reelflow.netguard).
+        downloads = guarded_client(trusted_origins=trusted, timeout=settings.http_timeout_s)
+        providers = build_providers(settings, http, image_http=downloads, image_hosts=input_hosts)
         provider_jobs = ProviderJobActivities(db=db, providers=providers)
         persist = PersistActivities(
-            http=http,
+            http=downloads,
             store=store,
             providers=providers,
-            max_output_bytes=MAX_OUTPUT_BYTES,
+            allowed_hosts=output_hosts,
+            max_output_bytes=settings.max_output_bytes,
         )
         records = RecordActivities(db=db)
-        media = MediaActivities(http=http, store=store, max_input_bytes=MAX_OUTPUT_BYTES)
+        media = MediaActivities(
+            http=downloads,
+            store=store,
+            allowed_hosts=input_hosts,
+            max_input_bytes=settings.max_media_input_bytes,
+        )
+        retention = RetentionActivities(db=db, store=store)
         workers = [
             Worker(
                 client,
                 task_queue=settings.task_queue,
-                workflows=[ExecutionWorkflow, ProviderJobWorkflow, CancelOrphanWorkflow],
-                activities=[persist.persist, records.record_job, records.record_execution],
+                # Retention is registered even when off, so a schedule left from earlier runs.
+                workflows=[
+                    ExecutionWorkflow,
+                    ProviderJobWorkflow,
+                    CancelOrphanWorkflow,
+                    RetentionWorkflow,
+                ],
+                activities=[
+                    persist.persist,
+                    records.record_job,
+                    records.record_execution,
+                    retention.purge_finished_executions,
+                ],
             ),
             # Media work is CPU-bound: a queue of its own lets it run on separate machines.
             Worker(
@@ -89,8 +141,17 @@ async def build_workers(
                     max_task_queue_activities_per_second=settings.activities_per_second(name),
                 )
             )
+        if settings.retention_days is not None:
+            await ensure_retention_schedule(
+                client,
+                task_queue=settings.task_queue,
+                older_than=timedelta(days=settings.retention_days),
+                delete_objects=settings.retention_delete_objects,
+            )
         yield workers
     finally:
+        if downloads is not None:
+            await downloads.aclose()
         await http.aclose()
         await db.close()
 

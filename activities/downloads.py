@@ -1,11 +1,18 @@
 """Streaming HTTP downloads into local spool files, for activities that fetch media.
 
-A download never holds the body in memory: it is written to the spool file chunk by chunk, hashed
-on the way and cut off past a size cap. Redirects are followed by hand so each hop gets only the
-headers meant for its own host. Failures are Temporal `ApplicationError`s, non-retryable when a
-retry cannot help (gone, too large, a 4xx other than 429, too many redirects):
+A download goes only where its `HostAllowlist` allows, hop by hop, through the guarded client
+(`reelflow.netguard`: public addresses only, checked at connection time), and never holds the
+body in memory: it is written to the spool file chunk by chunk, hashed on the way and cut off
+past a size cap (refused up front when `Content-Length` already says so). Its content type is
+checked before anything is written. Redirects are followed by hand so each hop gets only the
+headers meant for its own host. Messages never show a URL's query string (presigned signatures)
+or credentials. Failures are Temporal `ApplicationError`s, non-retryable when a retry cannot
+help:
 
-    DownloadFailed     network error, 5xx or 429 (retryable); other 4xx, redirect loop (not)
+    DownloadRefused    the URL, a redirect, the address it resolves to or the content type
+                       breaks the download policy (not retryable)
+    DownloadFailed     network error, 5xx or 429 (retryable); other 4xx or non-2xx, more than
+                       `MAX_REDIRECTS` redirects (not)
     <Noun>Expired      HTTP 403, 404 or 410: the object is gone (e.g. `OutputExpired`)
     <Noun>TooLarge     the body is larger than the cap (e.g. `OutputTooLarge`)
 """
@@ -13,25 +20,26 @@ retry cannot help (gone, too large, a 4xx other than 429, too many redirects):
 from __future__ import annotations
 
 import hashlib
-import mimetypes
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from reelflow.netguard import (
+    MAX_REDIRECTS,
+    ContentTypes,
+    DownloadRefused,
+    HeadersFor,
+    HostAllowlist,
+    check_content_type,
+    iter_capped,
+    open_checked,
+    redact_url,
+)
+
 __all__ = ["MAX_REDIRECTS", "Download", "HeadersFor", "download"]
-
-MAX_REDIRECTS = 5
-"""Redirect hops followed before giving up."""
-
-_CHUNK = 1024 * 1024
-
-HeadersFor = Callable[[str], Mapping[str, str]]
-"""Headers to send to a URL (a provider's `download_headers`), asked again at every hop."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class Download:
     """Hex SHA-256 of the body."""
 
 
-def _no_headers(url: str) -> Mapping[str, str]:
+def _no_headers(url: str) -> dict[str, str]:
     return {}
 
 
@@ -55,6 +63,8 @@ async def download(
     url: str,
     spool: Path,
     *,
+    allowed: HostAllowlist,
+    accept: ContentTypes,
     max_bytes: int,
     headers_for: HeadersFor = _no_headers,
     noun: str = "output",
@@ -65,9 +75,12 @@ async def download(
     Must run inside an activity (it heartbeats).
 
     Args:
-        http: The client; it must not follow redirects or retry on its own.
+        http: The client: `reelflow.netguard.guarded_client`, which checks the addresses it
+            connects to and does not follow redirects or retry on its own.
         url: What to fetch.
         spool: File to write; replaced if it exists.
+        allowed: Where this kind of download may go, redirects included.
+        accept: The content types this kind of download takes.
         max_bytes: Bodies larger than this are refused.
         headers_for: Headers for each hop's URL, e.g. an API key for the provider's host only.
         noun: What the URL is, for messages and error types (`output` → `OutputExpired`).
@@ -76,68 +89,49 @@ async def download(
     Raises:
         ApplicationError: see the module docstring.
     """
+    shown = redact_url(url)
+    kind = noun[:1].upper() + noun[1:]
     digest = hashlib.sha256()
     size = 0
-    kind = noun[:1].upper() + noun[1:]
     try:
-        response = await _open(http, url, headers_for)
-        try:
-            if response.status_code in (403, 404, 410):
+        async with open_checked(
+            http, url, allowed=allowed, max_bytes=max_bytes, headers_for=headers_for
+        ) as response:
+            status = response.status_code
+            if status in (403, 404, 410):
                 raise ApplicationError(
-                    f"{noun} {url} is gone (HTTP {response.status_code}){gone_hint}",
+                    f"{noun} {shown} is gone (HTTP {status}){gone_hint}",
                     type=f"{kind}Expired",
                     non_retryable=True,
                 )
-            if response.status_code >= 400:
-                # 5xx and throttling are worth retrying; other 4xx will not get better.
+            if not response.is_success:
+                # 5xx and throttling are worth retrying; other statuses will not get better.
                 raise ApplicationError(
-                    f"downloading {url} failed with HTTP {response.status_code}",
+                    f"downloading {shown} failed with HTTP {status}",
                     type="DownloadFailed",
-                    non_retryable=response.status_code < 500 and response.status_code != 429,
+                    non_retryable=status < 500 and status != 429,
                 )
-            content_type = _content_type(response, url)
+            content_type = check_content_type(response, url, accept)
             with spool.open("wb") as file:
-                async for chunk in response.aiter_bytes(_CHUNK):
+                async for chunk in iter_capped(response, max_bytes=max_bytes, url=url):
                     size += len(chunk)
-                    if size > max_bytes:
-                        raise ApplicationError(
-                            f"{noun} {url} is larger than {max_bytes} bytes",
-                            type=f"{kind}TooLarge",
-                            non_retryable=True,
-                        )
                     digest.update(chunk)
                     file.write(chunk)
                     activity.heartbeat(size)
-        finally:
-            await response.aclose()
+    except DownloadRefused as refused:
+        raise _refusal(refused, noun=noun, kind=kind, shown=shown) from None
     except httpx.HTTPError as error:
         raise ApplicationError(
-            f"downloading {url} failed: {type(error).__name__}", type="DownloadFailed"
+            f"downloading {shown} failed: {type(error).__name__}", type="DownloadFailed"
         ) from None
     return Download(content_type=content_type, size=size, sha256=digest.hexdigest())
 
 
-async def _open(http: httpx.AsyncClient, url: str, headers_for: HeadersFor) -> httpx.Response:
-    """GET `url`, following redirects by hand so each hop gets only its own headers.
-
-    httpx keeps custom headers across a redirect to another host; a provider's download key
-    (Veo's) must go to the provider's host alone, never to where it redirects.
-    """
-    for _ in range(MAX_REDIRECTS + 1):
-        request = http.build_request("GET", url, headers=headers_for(url))
-        response = await http.send(request, stream=True, follow_redirects=False)
-        if not response.is_redirect:
-            return response
-        await response.aclose()
-        url = str(response.url.join(response.headers["location"]))
-    raise ApplicationError(
-        f"more than {MAX_REDIRECTS} redirects", type="DownloadFailed", non_retryable=True
-    )
-
-
-def _content_type(response: httpx.Response, url: str) -> str:
-    declared = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
-    if declared and declared != "application/octet-stream":
-        return declared
-    guessed, _ = mimetypes.guess_type(urlsplit(url).path)
-    return guessed or "application/octet-stream"
+def _refusal(refused: DownloadRefused, *, noun: str, kind: str, shown: str) -> ApplicationError:
+    if refused.rule == "size":
+        return ApplicationError(
+            f"{noun} {shown} is {refused.reason}", type=f"{kind}TooLarge", non_retryable=True
+        )
+    if refused.rule == "redirects":
+        return ApplicationError(str(refused), type="DownloadFailed", non_retryable=True)
+    return ApplicationError(str(refused), type="DownloadRefused", non_retryable=True)

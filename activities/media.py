@@ -1,14 +1,17 @@
 """The activities behind `pipeline:concat` and `pipeline:thumbnail`: local media work with PyAV.
 
 Each activity fetches its inputs into a temporary directory (from our own store when the URL is
-one of its objects, else over HTTP with a size cap), runs the `reelflow.media` function in a
-worker thread while heartbeating, and stores the result under a deterministic key, so a retry
-overwrites rather than duplicates.
+one of its objects, else over HTTP: only from the allowed hosts, only videos, with a size cap;
+inputs can come straight from a user's plan, see `reelflow.netguard`), runs the `reelflow.media`
+function in a worker thread while heartbeating, and stores the result under a deterministic key,
+so a retry overwrites rather than duplicates.
 
 Failures:
     InvalidMedia    an input is not a usable video, or a parameter is wrong (not retryable)
     InputExpired    an input URL is gone, from the web or from our store (not retryable)
     InputTooLarge   an input is larger than the configured cap (not retryable)
+    DownloadRefused an input URL, a redirect or its address is not allowed, or the input is not
+                    served as a video (not retryable)
     DownloadFailed  see `activities.downloads`
     other errors    storage and network trouble: retried by Temporal
 """
@@ -33,6 +36,7 @@ from temporalio.exceptions import ApplicationError
 from activities.downloads import download
 from activities.persist import output_key
 from reelflow import media
+from reelflow.netguard import VIDEO, HostAllowlist, redact_url
 from reelflow.storage import ObjectNotFound, ObjectStore
 from reelflow.types import MediaJobInput, PersistResult, StoredOutput
 
@@ -64,17 +68,26 @@ class MediaActivities:
     """Concatenates videos and takes thumbnails, storing the results in the object store."""
 
     def __init__(
-        self, *, http: httpx.AsyncClient, store: ObjectStore, max_input_bytes: int
+        self,
+        *,
+        http: httpx.AsyncClient,
+        store: ObjectStore,
+        allowed_hosts: HostAllowlist,
+        max_input_bytes: int,
     ) -> None:
         """Create the activities.
 
         Args:
-            http: Client for inputs that are not in our store; it must not retry on its own.
+            http: Client for inputs that are not in our store:
+                `reelflow.netguard.guarded_client`, which connects only to public addresses (or
+                explicitly allowed origins) and does not retry.
             store: Where inputs of our own are read from and results are written to.
+            allowed_hosts: Where inputs that are not in our store may be downloaded from.
             max_input_bytes: Inputs larger than this are refused rather than filling the disk.
         """
         self._http = http
         self._store = store
+        self._allowed_hosts = allowed_hosts
         self._max_input_bytes = max_input_bytes
 
     @activity.defn(name="concat_media")
@@ -144,18 +157,29 @@ class MediaActivities:
     async def _fetch(self, url: str, path: Path) -> Path:
         key = self._store.key_for(url)
         if key is None:
-            await download(self._http, url, path, max_bytes=self._max_input_bytes, noun="input")
+            await download(
+                self._http,
+                url,
+                path,
+                allowed=self._allowed_hosts,
+                accept=VIDEO,
+                max_bytes=self._max_input_bytes,
+                noun="input",
+            )
             return path
+        shown = redact_url(url)
         try:
             await self._store.download_to(key=key, path=path)
         except ObjectNotFound:
             raise ApplicationError(
-                f"input {url} is not in the object store", type="InputExpired", non_retryable=True
+                f"input {shown} is not in the object store",
+                type="InputExpired",
+                non_retryable=True,
             ) from None
         size = path.stat().st_size
         if size > self._max_input_bytes:
             raise ApplicationError(
-                f"input {url} is larger than {self._max_input_bytes} bytes",
+                f"input {shown} is larger than {self._max_input_bytes} bytes",
                 type="InputTooLarge",
                 non_retryable=True,
             )
@@ -184,7 +208,7 @@ class MediaActivities:
         except media.MediaError as error:
             message = str(error)
             if error.input_index is not None:
-                message = f"{message} ({job.input_urls[error.input_index]})"
+                message = f"{message} ({redact_url(job.input_urls[error.input_index])})"
             raise _invalid(message) from None
         except asyncio.CancelledError:
             # The thread cannot be killed: ask it to stop, and let it finish before the

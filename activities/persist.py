@@ -1,4 +1,8 @@
-"""The activity that re-hosts provider outputs in our object store."""
+"""The activity that re-hosts provider outputs in our object store.
+
+Outputs are fetched with `activities.downloads.download`: only from the provider's allowed hosts
+(`reelflow.netguard`), only videos and images, and no more than `max_output_bytes` each.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.downloads import download
 from reelflow.media import MediaError, MediaInfo, probe
+from reelflow.netguard import VIDEO_OR_IMAGE, HostAllowlist, redact_url
 from reelflow.providers.base import Provider
 from reelflow.storage import ObjectStore
 from reelflow.types import PersistInput, PersistResult, StoredOutput
@@ -39,17 +44,31 @@ class PersistActivities:
         http: httpx.AsyncClient,
         store: ObjectStore,
         providers: Mapping[str, Provider],
+        allowed_hosts: Mapping[str, HostAllowlist],
         max_output_bytes: int,
     ) -> None:
+        """Create the activity.
+
+        Args:
+            http: Client for the downloads: `reelflow.netguard.guarded_client`, which connects
+                only to public addresses (or explicitly allowed origins) and does not retry.
+            store: Where outputs are stored.
+            providers: The adapters, for the headers their output URLs need.
+            allowed_hosts: Each provider's allowlist for its output URLs and their redirects;
+                a provider without one may download nothing.
+            max_output_bytes: Outputs larger than this are refused rather than filling the disk.
+        """
         self._http = http
         self._store = store
         self._providers = providers
+        self._allowed_hosts = allowed_hosts
         self._max_output_bytes = max_output_bytes
 
     @activity.defn(name="persist_outputs")
     async def persist(self, job: PersistInput) -> PersistResult:
         """Download each output (streamed to a spool file, never whole in memory) and store it."""
         provider = self._providers[job.provider]
+        allowed = self._allowed_hosts.get(job.provider) or HostAllowlist(f"{job.provider} outputs")
         outputs = []
         with tempfile.TemporaryDirectory(prefix="reelflow-") as spool_dir:
             for index, url in enumerate(job.output_urls):
@@ -58,6 +77,8 @@ class PersistActivities:
                     self._http,
                     url,
                     spool,
+                    allowed=allowed,
+                    accept=VIDEO_OR_IMAGE,
                     max_bytes=self._max_output_bytes,
                     headers_for=provider.download_headers,
                     gone_hint="; the provider deletes outputs after a while",
@@ -99,7 +120,7 @@ class PersistActivities:
         except MediaError as error:
             # A video that does not open is no output; storing it would only defer the failure.
             raise ApplicationError(
-                f"the provider's output {url} is not a playable video: {error}",
+                f"the provider's output {redact_url(url)} is not a playable video: {error}",
                 type="InvalidOutput",
                 non_retryable=True,
             ) from None

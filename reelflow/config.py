@@ -98,6 +98,23 @@ class Settings(BaseSettings):
     # HTTP timeouts for provider calls and downloads.
     http_timeout_s: float = Field(default=30.0, gt=0)
 
+    # Downloads (reelflow.netguard). Host lists are comma-separated; an entry is `host` or
+    # `*.host` (subdomains only), optionally with a path prefix (`storage.googleapis.com/b/`),
+    # and allows https on port 443 to public addresses only. Redirects must stay within them.
+    # Where each provider's output URLs may be:
+    replicate_output_hosts: str = "replicate.delivery,*.replicate.delivery"
+    fal_output_hosts: str = "fal.media,*.fal.media,storage.googleapis.com/falserverless/"
+    veo_output_hosts: str = "generativelanguage.googleapis.com,*.googleusercontent.com"
+    # Where media inputs (concat/thumbnail URLs in plans) and Veo input images may be, besides
+    # our own store and the provider output hosts above.
+    media_input_allowed_hosts: str = ""
+    # Exact origins (`scheme://host:port`) every download may reach, even over plain http and at
+    # a private address: the emulator in dev and tests. Keep empty in production.
+    download_allowed_origins: str = ""
+    # Outputs and media inputs larger than this are refused rather than filling the disk.
+    max_output_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_media_input_bytes: int = Field(default=2 * 1024**3, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _normalise_dsn(cls, value: str | None) -> str | None:
@@ -120,6 +137,11 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else None
+
+    def output_hosts(self, provider: str) -> str:
+        """The configured hosts a provider's output URLs may be on (comma-separated)."""
+        hosts: str = getattr(self, f"{provider}_output_hosts")
+        return hosts
 
     def activities_per_second(self, provider: str) -> float:
         """The configured rate limit of a provider's task queue."""

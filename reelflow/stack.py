@@ -35,6 +35,8 @@ def emulator_settings(emulator_url: str) -> dict[str, str]:
         "FAL_QUEUE_BASE": f"{emulator_url}/fal",
         "FAL_JWKS_URL": f"{emulator_url}/fal/.well-known/jwks.json",
         "GEMINI_API_BASE": f"{emulator_url}/gemini",
+        # The emulator serves outputs over http on a loopback address: allowed explicitly.
+        "DOWNLOAD_ALLOWED_ORIGINS": emulator_url,
     }
 
 

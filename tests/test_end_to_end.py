@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import tempfile
 import time
@@ -9,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from standardwebhooks import Webhook
 
 from reelflow.media import probe
@@ -163,7 +166,7 @@ async def test_webhook_with_bad_or_stale_signature_is_refused_and_changes_nothin
     tampered = body.replace(b"succeeded", b"failed\x20\x20\x20")
     stale_body, stale_headers = _signed(secret, _prediction(job), at=time.time() - 600)
     forged_body, forged_headers = _signed(
-        Webhook.__name__ and "whsec_" + "A" * 44, _prediction(job)
+        "whsec_" + base64.b64encode(b"not the emulator's key, 32 bytes").decode(), _prediction(job)
     )
     attempts = [
         (tampered, headers),
@@ -230,4 +233,32 @@ async def test_worker_killed_mid_job_completes_it_without_a_second_provider_job(
     [job] = status["jobs"]
     assert job["providerJobId"] == running["jobs"][0]["providerJobId"]
     stats = await _stats(emulator)
+    assert stats["created_per_webhook"][_webhook_url(api, job["jobRecordId"])] == 1
+
+
+@pytest.mark.parametrize("strategy", ["webhook", "polling"])
+async def test_worker_killed_inside_the_start_activity_leaves_one_provider_job(
+    api: httpx.AsyncClient, emulator: httpx.AsyncClient, worker: WorkerProcess, strategy: str
+) -> None:
+    # Replicate creates the prediction at once but answers 3 s later: the worker dies in
+    # between, knowing nothing of the job it just paid for.
+    await emulator.patch(
+        "/_emulator/config",
+        json={"replicate": {"create_response_delay_seconds": 3, "generation_seconds": 2}},
+    )
+    created_before = (await _stats(emulator))["created"]
+    accepted = await submit(api, plan(generate_job("adopted", waitingStrategy=strategy)))
+    for _ in range(100):
+        if (await _stats(emulator))["created"] > created_before:
+            break
+        await asyncio.sleep(0.05)
+
+    worker.kill()
+    worker.start()
+
+    status = await wait_for(api, accepted["executionId"], timeout_s=90)
+    assert status["status"] == "completed", status
+    [job] = status["jobs"]
+    stats = await _stats(emulator)
+    assert stats["created"] - created_before == 1
     assert stats["created_per_webhook"][_webhook_url(api, job["jobRecordId"])] == 1

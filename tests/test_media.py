@@ -27,6 +27,7 @@ from activities.persist import PersistActivities
 from reelflow import media
 from reelflow.emulator.render import VIDEO_CODEC, render_mp4
 from reelflow.media import MediaError, concat, probe, thumbnail
+from reelflow.netguard import VIDEO, HostAllowlist
 from reelflow.storage import LocalStore
 from reelflow.types import MediaJobInput, PersistInput
 
@@ -405,7 +406,12 @@ def make_activities(
     store: LocalStore, web: Web, *, max_input_bytes: int = 10**8
 ) -> MediaActivities:
     http = httpx.AsyncClient(transport=httpx.MockTransport(web.handler))
-    return MediaActivities(http=http, store=store, max_input_bytes=max_input_bytes)
+    return MediaActivities(
+        http=http,
+        store=store,
+        allowed_hosts=HostAllowlist("media inputs", ["cdn.example"]),
+        max_input_bytes=max_input_bytes,
+    )
 
 
 def job(urls: list[str], **params: object) -> MediaJobInput:
@@ -593,6 +599,10 @@ def test_ntsc_frame_rates_are_kept_exactly(tmp_path: Path) -> None:
 # Downloads, shared with the persist activity
 
 
+# The hosts the stand-in provider's outputs and their redirects are on.
+OUTPUT_HOSTS = {"veo": HostAllowlist("veo outputs", ["api.test", "storage.test", "cdn.example"])}
+
+
 class KeyedProvider:
     """Just enough of a Provider for persist: a key for the API host only (as Veo does)."""
 
@@ -603,21 +613,24 @@ class KeyedProvider:
 
 
 async def test_persist_follows_redirects_sending_the_key_to_the_api_host_only(
-    store: LocalStore,
+    store: LocalStore, tmp_path: Path
 ) -> None:
+    # A real video: persist probes what it stores, so that an unplayable output fails the job.
+    video = render(tmp_path / "v.mp4", seconds=0.5).read_bytes()
     seen: list[tuple[str, str | None]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append((str(request.url), request.headers.get("x-goog-api-key")))
         if request.url.host == "api.test":
             return httpx.Response(302, headers={"location": "https://storage.test/v.mp4"})
-        return httpx.Response(200, content=b"video bytes", headers={"content-type": "video/mp4"})
+        return httpx.Response(200, content=video, headers={"content-type": "video/mp4"})
 
     persist = PersistActivities(
         http=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
         store=store,
         providers={"veo": KeyedProvider()},  # type: ignore[dict-item]
-        max_output_bytes=1000,
+        allowed_hosts=OUTPUT_HOSTS,
+        max_output_bytes=10**6,
     )
     result = await ActivityEnvironment().run(
         persist.persist,
@@ -632,9 +645,10 @@ async def test_persist_follows_redirects_sending_the_key_to_the_api_host_only(
     assert (output.key, output.content_type, output.bytes) == (
         "executions/e1/j1/output-0.mp4",
         "video/mp4",
-        11,
+        len(video),
     )
-    assert output.sha256 == hashlib.sha256(b"video bytes").hexdigest()
+    assert output.sha256 == hashlib.sha256(video).hexdigest()
+    assert output.duration_s == pytest.approx(0.5, abs=0.1)
 
 
 @pytest.mark.parametrize(
@@ -666,6 +680,7 @@ async def test_persist_download_failures_keep_their_types_and_retryability(
         http=httpx.AsyncClient(transport=httpx.MockTransport(lambda _: respond())),
         store=store,
         providers={"veo": KeyedProvider()},  # type: ignore[dict-item]
+        allowed_hosts=OUTPUT_HOSTS,
         max_output_bytes=1000,
     )
     with pytest.raises(ApplicationError, match=re.escape(message)) as caught:
@@ -683,7 +698,13 @@ async def test_a_network_error_while_downloading_is_retryable(tmp_path: Path) ->
     async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
         with pytest.raises(ApplicationError) as caught:
             await ActivityEnvironment().run(
-                download, http, "https://cdn.example/a.mp4", tmp_path / "a", max_bytes=10
+                download,
+                http,
+                "https://cdn.example/a.mp4",
+                tmp_path / "a",
+                allowed=HostAllowlist("media inputs", ["cdn.example"]),
+                accept=VIDEO,
+                max_bytes=10,
             )
     assert caught.value.type == "DownloadFailed" and not caught.value.non_retryable
     assert "ConnectError" in str(caught.value)

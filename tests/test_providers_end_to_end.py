@@ -35,15 +35,16 @@ def job_for(model_id: str, job_id: str, **params: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("model_id", "strategy", "provider_status"),
     [
-        (SEEDANCE, "webhook", "succeeded"),
-        (SEEDANCE, "polling", "succeeded"),
-        (HAILUO, "webhook", "OK"),
-        (HAILUO, "polling", "COMPLETED"),
-        (VEO, "polling", "succeeded"),
+        (SEEDANCE, "webhook", {"succeeded"}),
+        (SEEDANCE, "polling", {"succeeded"}),
+        (HAILUO, "webhook", {"OK"}),
+        # A polling job's webhook URL still identifies it at fal, whose webhook may come first.
+        (HAILUO, "polling", {"COMPLETED", "OK"}),
+        (VEO, "polling", {"succeeded"}),
     ],
 )
 async def test_each_provider_completes_with_each_strategy_it_offers(
-    api: httpx.AsyncClient, model_id: str, strategy: str, provider_status: str
+    api: httpx.AsyncClient, model_id: str, strategy: str, provider_status: set[str]
 ) -> None:
     accepted = await submit(api, plan(job_for(model_id, "clip", waitingStrategy=strategy)))
 
@@ -52,7 +53,7 @@ async def test_each_provider_completes_with_each_strategy_it_offers(
     assert status["status"] == "completed", status
     [job] = status["jobs"]
     assert job["waitingStrategy"] == strategy
-    assert job["providerJobStatus"] == provider_status
+    assert job["providerJobStatus"] in provider_status
     if strategy == "webhook":
         assert job["pollAttempts"] == 0
     else:

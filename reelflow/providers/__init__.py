@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from reelflow.config import Settings
+from reelflow.netguard import HostAllowlist
 from reelflow.providers.base import Provider
 from reelflow.providers.fal import FalProvider
 from reelflow.providers.replicate import ReplicateProvider
@@ -13,8 +14,18 @@ from reelflow.providers.veo import VeoProvider
 __all__ = ["Provider", "build_providers"]
 
 
-def build_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, Provider]:
-    """One adapter per provider whose credentials are configured, keyed by provider name."""
+def build_providers(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    *,
+    image_http: httpx.AsyncClient | None = None,
+    image_hosts: HostAllowlist | None = None,
+) -> dict[str, Provider]:
+    """One adapter per provider whose credentials are configured, keyed by provider name.
+
+    `image_http` (a `reelflow.netguard.guarded_client`) and `image_hosts` guard the input
+    images Veo downloads; the worker passes them, the API (which starts no jobs) need not.
+    """
     providers: dict[str, Provider] = {}
     if settings.replicate_api_token is not None:
         secret = settings.replicate_webhook_secret
@@ -36,5 +47,7 @@ def build_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, Pr
             http=http,
             api_base=settings.gemini_api_base,
             api_key=settings.gemini_api_key.get_secret_value(),
+            image_http=image_http,
+            image_hosts=image_hosts,
         )
     return providers

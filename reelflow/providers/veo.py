@@ -16,6 +16,9 @@ every other key goes unchanged into `parameters` (`aspectRatio`, `durationSecond
 `negativePrompt`, `resolution`, `personGeneration`, …). The Gemini API takes an input image only
 inline, as `{"bytesBase64Encoded", "mimeType"}` (Cloud Storage URIs are for Vertex AI only), and
 the registry does no I/O, so `create` downloads the image, without the API key, and inlines it.
+The URL comes from a user's plan, so the download goes through `reelflow.netguard`: only to
+allowed hosts (redirects included), only to public addresses when the guarded client is given,
+only an image, at most 20 MiB.
 
 Every response is an operation, read by one function (`_parse_operation`). An operation has no
 status word, only `done`, so `provider_status` holds words of our own:
@@ -31,14 +34,23 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import mimetypes
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
 
+from reelflow.netguard import (
+    IMAGE,
+    DownloadRefused,
+    HostAllowlist,
+    content_type_of,
+    iter_capped,
+    open_checked,
+    redact_url,
+)
 from reelflow.providers.errors import (
     ProviderError,
     ProviderRateLimited,
@@ -86,17 +98,30 @@ class VeoProvider:
         api_base: The Gemini API's base URL without `/v1beta`, e.g.
             `https://generativelanguage.googleapis.com`, or the emulator's.
         api_key: Gemini API key.
+        image_http: Client for input images: `reelflow.netguard.guarded_client`, which connects
+            only to public addresses. Defaults to `http`, which checks no addresses.
+        image_hosts: Where input images may come from; defaults to any https host.
     """
 
     name = "veo"
 
-    def __init__(self, *, http: httpx.AsyncClient, api_base: str, api_key: str) -> None:
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        api_base: str,
+        api_key: str,
+        image_http: httpx.AsyncClient | None = None,
+        image_hosts: HostAllowlist | None = None,
+    ) -> None:
         if not api_key:
             raise ValueError("a Gemini API key is required")
         origin = _origin(api_base)
         if origin is None:
             raise ValueError(f"the Gemini API base must be an http(s) URL, not {api_base!r}")
         self._http = http
+        self._image_http = image_http or http
+        self._image_hosts = image_hosts or HostAllowlist.any_host("Veo input images")
         self._api_base = api_base.rstrip("/")
         self._api_origin = origin
         self._api_key = api_key
@@ -144,6 +169,23 @@ class VeoProvider:
         snapshot = self._snapshot_from_response(await self._request("POST", path, body), path)
         logger.info("Created Veo operation %s (polling)", snapshot.provider_job_id)
         return snapshot
+
+    async def find_existing(
+        self, *, model_path: str, webhook_url: str | None, created_after: datetime
+    ) -> ProviderSnapshot | None:
+        """Always None: a Veo operation carries nothing that ties it to a job record.
+
+        An operation is a name, `done` and its outcome: no webhook (Veo jobs are polled), no
+        label, not even the request, so the Gemini API offers no way to find one by a value the
+        client chose. An operation orphaned by a crash runs to the end and is billed either way
+        (the Gemini API cannot cancel it); nothing here can notice it.
+
+        Raises:
+            ValueError: `created_after` is naive.
+        """
+        if created_after.tzinfo is None:
+            raise ValueError("created_after must be timezone-aware")
+        return None
 
     async def get(self, provider_job_id: str, *, model_path: str = "") -> ProviderSnapshot:
         """Fetch an operation's current state.
@@ -194,11 +236,17 @@ class VeoProvider:
         if not isinstance(url, str) or not is_http_url(url):
             raise ProviderRejected("Veo input `image` must be an http(s) URL")
         # Query strings of presigned URLs are credentials: keep them out of messages.
-        shown = _without_query(url)
+        shown = redact_url(url)
         try:
             return await self._fetch_image(url, shown)
+        except DownloadRefused as refused:
+            if refused.rule == "size":
+                message = f"the input image {shown} is over {_MAX_IMAGE_BYTES} bytes"
+            else:
+                message = f"the input image cannot be used: {refused}"
+            error: ProviderError = ProviderRejected(truncate(message))
         except httpx.TimeoutException as exc:
-            error: ProviderError = ProviderUnavailable(
+            error = ProviderUnavailable(
                 truncate(f"fetching the input image {shown} timed out: {type(exc).__name__}")
             )
         except httpx.TransportError as exc:
@@ -206,7 +254,7 @@ class VeoProvider:
                 truncate(f"fetching the input image {shown} failed: {type(exc).__name__}")
             )
         except httpx.RequestError as exc:
-            # Redirect loops and undecodable bodies: the URL itself is the problem.
+            # Undecodable bodies and the like: the URL itself is the problem.
             error = ProviderRejected(
                 truncate(f"fetching the input image {shown} failed: {type(exc).__name__}")
             )
@@ -216,25 +264,23 @@ class VeoProvider:
 
     async def _fetch_image(self, url: str, shown: str) -> dict[str, str]:
         content = bytearray()
-        async with self._http.stream("GET", url, follow_redirects=True) as response:
+        async with open_checked(
+            self._image_http, url, allowed=self._image_hosts, max_bytes=_MAX_IMAGE_BYTES
+        ) as response:
             status = response.status_code
-            if status >= 400:
+            if not response.is_success:
                 problem = truncate(f"fetching the input image {shown} answered {status}")
                 if status == 429 or status >= 500:
                     raise ProviderUnavailable(problem)
                 raise ProviderRejected(problem)
-            mime_type = _image_type(response, url)
-            if mime_type is None:
+            mime_type = content_type_of(response, url)
+            if not IMAGE.allows(mime_type):
                 declared = response.headers.get("content-type", "none")
                 raise ProviderRejected(
                     truncate(f"the input image {shown} is not an image ({declared})")
                 )
-            async for chunk in response.aiter_bytes():
+            async for chunk in iter_capped(response, max_bytes=_MAX_IMAGE_BYTES, url=url):
                 content += chunk
-                if len(content) > _MAX_IMAGE_BYTES:
-                    raise ProviderRejected(
-                        truncate(f"the input image {shown} is over {_MAX_IMAGE_BYTES} bytes")
-                    )
         return {
             "bytesBase64Encoded": base64.b64encode(content).decode("ascii"),
             "mimeType": mime_type,
@@ -371,22 +417,6 @@ def _origin(url: str) -> tuple[str, str, int] | None:
     if scheme not in ("http", "https") or not parts.hostname:
         return None
     return scheme, parts.hostname, port or (443 if scheme == "https" else 80)
-
-
-def _without_query(url: str) -> str:
-    parts = urlsplit(url)
-    return parts._replace(query="", fragment="").geturl()
-
-
-def _image_type(response: httpx.Response, url: str) -> str | None:
-    """The image's MIME type from its Content-Type, or else from its URL's extension."""
-    declared = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
-    if declared.startswith("image/"):
-        return declared
-    if declared and declared != "application/octet-stream":
-        return None
-    guessed, _ = mimetypes.guess_type(urlsplit(url).path)
-    return guessed if guessed and guessed.startswith("image/") else None
 
 
 def _problem(response: httpx.Response) -> str:
