@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from api.limits import BodySizeLimit
 from api.routes import executions, files, health, models, webhooks
+from api.schemas import ProblemList
 from api.services import open_services
 from reelflow.auth import is_loopback
 from reelflow.config import Settings, get_settings
@@ -80,9 +82,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_plan_bytes)
+    # Every 422 is a ProblemList (the handlers above, and BodySizeLimit on any route), never
+    # FastAPI's default HTTPValidationError, which the schema would otherwise declare.
+    invalid: dict[int | str, dict[str, Any]] = {
+        422: {"model": ProblemList, "description": "Invalid request"}
+    }
     for module in (executions, webhooks, models, health):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=invalid)
     if settings.s3_bucket is None:
         # S3 objects are served by the bucket's CDN; local ones by the API, per tenant.
-        app.include_router(files.router)
+        app.include_router(files.router, responses=invalid)
     return app

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.schemas import ErrorDetail
 from api.services import Services
 from reelflow.auth import DEFAULT_TENANT
 
-__all__ = ["ServicesDep", "TenantDep"]
+__all__ = ["UNAUTHORIZED", "ServicesDep", "TenantDep"]
 
 
 def get_services(request: Request) -> Services:
@@ -46,3 +47,8 @@ def get_tenant(
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "Missing or invalid API key (when keys are set)"}
+}
+"""The answer every route that takes `TenantDep` may give; declare it on their routers."""

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from reelflow.db.models import Execution, ExecutionJob
 
 __all__ = [
+    "ErrorDetail",
     "ExecutionAccepted",
     "ExecutionPage",
     "ExecutionSummary",
@@ -20,6 +21,12 @@ __all__ = [
     "Problem",
     "ProblemList",
 ]
+
+
+class ErrorDetail(BaseModel):
+    """A refusal other than a 422: what is wrong, in words."""
+
+    detail: str
 
 
 class Problem(BaseModel):

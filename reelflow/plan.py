@@ -7,9 +7,10 @@ edges come from `dependsOn` and from references (`"{{jobs.<id>.output}}"`) in pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -17,6 +18,7 @@ from reelflow.providers.registry import ModelSpec, get_model
 from reelflow.references import find_references, with_placeholders
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_JOBS",
     "OPERATIONS",
     "PlanInvalid",
@@ -27,6 +29,8 @@ __all__ = [
 ]
 
 MAX_JOBS = 500
+MAX_DEPTH = 64
+"""How deeply a body may nest objects and lists (a plan needs 7 levels; metadata has the rest)."""
 GENERATE = "pipeline:generate"
 CONCAT = "pipeline:concat"
 THUMBNAIL = "pipeline:thumbnail"
@@ -41,7 +45,7 @@ class ConcatParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: list[str] = Field(min_length=1, max_length=200)
+    inputs: list[Annotated[str, Field(pattern=_HTTP_URL)]] = Field(min_length=1, max_length=200)
 
 
 class ThumbnailParams(BaseModel):
@@ -125,11 +129,12 @@ class _JobShape(BaseModel):
 
 def _path(*parts: str | int) -> str:
     text = ""
-    for part in parts:
+    for position, part in enumerate(parts):
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else part
+            # By position, not by `text`: a first key may be "" (any string is a JSON key).
+            text += f".{part}" if position else part
     return text
 
 
@@ -151,6 +156,8 @@ def validate_submission(body: Any, *, providers: Collection[str]) -> ValidatedPl
     """
     if not isinstance(body, dict):
         raise PlanInvalid([PlanProblem("$", "the body must be a JSON object")])
+    if unusable := _unusable_values(body):
+        raise PlanInvalid(unusable)
     problems = [
         PlanProblem(key, "unknown field") for key in body.keys() - {"executionPlan", "metadata"}
     ]
@@ -202,6 +209,30 @@ def validate_submission(body: Any, *, providers: Collection[str]) -> ValidatedPl
     if problems:
         raise PlanInvalid(problems)
     return ValidatedPlan(jobs=[jobs[index] for index in sorted(jobs)], metadata=metadata)
+
+
+def _unusable_values(body: dict[str, Any]) -> list[PlanProblem]:
+    """Nesting deeper than MAX_DEPTH and non-finite numbers, anywhere in the body.
+
+    What follows walks params recursively and stores the body as JSON: a few hundred levels of
+    nesting would exhaust Python's recursion limit, and NaN or Infinity (which Python's JSON
+    parser accepts) are not JSON to the database. Iterative, so any depth is safe here.
+    """
+    problems: list[PlanProblem] = []
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(PlanProblem(_path(*path), "must be a finite number"))
+        elif isinstance(value, dict | list):
+            if len(path) >= MAX_DEPTH:
+                problems.append(PlanProblem(_path(*path), f"nested deeper than {MAX_DEPTH} levels"))
+                continue
+            if isinstance(value, dict):
+                stack.extend(((*path, str(key)), item) for key, item in value.items())
+            else:
+                stack.extend(((*path, index), item) for index, item in enumerate(value))
+    return problems
 
 
 def _validate_job(

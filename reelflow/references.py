@@ -21,7 +21,7 @@ __all__ = [
     "with_placeholders",
 ]
 
-_REFERENCE = re.compile(r"^\{\{jobs\.([A-Za-z0-9_.-]+?)\.(output|outputs)\}\}$")
+_REFERENCE = re.compile(r"\{\{jobs\.([A-Za-z0-9_.-]+?)\.(output|outputs)\}\}")
 
 Path = tuple[str | int, ...]
 
@@ -43,7 +43,8 @@ def parse_reference(value: Any) -> Reference | None:
     """The reference `value` is, if it is one."""
     if not isinstance(value, str):
         return None
-    match = _REFERENCE.match(value)
+    # fullmatch: `$` would also match before a trailing newline.
+    match = _REFERENCE.fullmatch(value)
     if match is None:
         return None
     return Reference(match.group(1), match.group(2) == "outputs")

@@ -9,9 +9,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 
-from api.deps import ServicesDep, TenantDep
+from api.deps import UNAUTHORIZED, ServicesDep, TenantDep
 from api.schemas import (
+    ErrorDetail,
     ExecutionAccepted,
     ExecutionPage,
     ExecutionStatusView,
@@ -30,14 +32,20 @@ from reelflow.plan import validate_submission
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["executions"])
+router = APIRouter(prefix="/api", tags=["executions"], responses=UNAUTHORIZED)
 
 
 @router.post(
     "/execute",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ExecutionAccepted,
-    responses={422: {"model": ProblemList}, 503: {"description": "Temporal is unavailable"}},
+    responses={
+        # FastAPI's answer when Python's JSON parser fails other than on syntax (nesting too
+        # deep for it, a number too long for int()).
+        400: {"model": ErrorDetail, "description": "The body could not be parsed"},
+        422: {"model": ProblemList},
+        503: {"model": ErrorDetail, "description": "Temporal is unavailable"},
+    },
 )
 async def execute(
     services: ServicesDep,
@@ -71,7 +79,7 @@ async def execute(
 @router.get(
     "/status/{execution_id}",
     response_model=ExecutionStatusView,
-    responses={404: {"description": "No such execution"}},
+    responses={404: {"model": ErrorDetail, "description": "No such execution"}},
 )
 async def execution_status(
     services: ServicesDep, tenant: TenantDep, execution_id: str
@@ -90,7 +98,10 @@ async def execution_status(
 @router.post(
     "/executions/{execution_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={404: {"description": "No such execution"}, 409: {"description": "Already over"}},
+    responses={
+        404: {"model": ErrorDetail, "description": "No such execution"},
+        409: {"model": ErrorDetail, "description": "Already over"},
+    },
 )
 async def cancel(services: ServicesDep, tenant: TenantDep, execution_id: str) -> dict[str, str]:
     """Ask a running execution to cancel; its provider jobs are cancelled at the providers."""
@@ -118,8 +129,16 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         created_at, execution_id = json.loads(raw)
         return datetime.fromisoformat(created_at), str(execution_id)
     except (binascii.Error, ValueError, TypeError) as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor: not a cursor this API returned"
+        # Answered like any other bad query parameter: a ProblemList located at `query.cursor`.
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "cursor"),
+                    "msg": "not a cursor this API returned",
+                    "input": cursor,
+                }
+            ]
         ) from error
 
 

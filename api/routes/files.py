@@ -7,18 +7,32 @@ import mimetypes
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse
 
-from api.deps import ServicesDep, TenantDep
+from api.deps import UNAUTHORIZED, ServicesDep, TenantDep
+from api.schemas import ErrorDetail
 from reelflow.db import repository
 from reelflow.storage import InvalidKey, LocalStore, validate_key
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["files"])
+router = APIRouter(
+    tags=["files"],
+    responses={**UNAUTHORIZED, 404: {"model": ErrorDetail, "description": "No such file"}},
+)
 
 _NOT_FOUND = HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
 
 
-@router.api_route("/files/{key:path}", methods=["GET", "HEAD"], response_class=FileResponse)
+# The first route (the last decorator) serves both methods, so a 405 lists both in `Allow`; the
+# schema gets an operation per method from the two after it, which it shadows: one route with two
+# methods would give both operations one operationId, which OpenAPI forbids.
+@router.get("/files/{key:path}", response_class=FileResponse, operation_id="get_file")
+@router.head("/files/{key:path}", response_class=FileResponse, operation_id="head_file")
+@router.api_route(
+    "/files/{key:path}",
+    methods=["GET", "HEAD"],
+    response_class=FileResponse,
+    include_in_schema=False,
+)
 async def get_file(services: ServicesDep, tenant: TenantDep, key: str) -> FileResponse:
     """An output of one of the tenant's executions (keys: `executions/<executionId>/...`)."""
     store = services.store

@@ -21,7 +21,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        503: {"model": dict[str, str], "description": "A dependency is unavailable; see which"}
+    },
+)
 async def readyz(services: ServicesDep, response: Response) -> dict[str, str]:
     """The database, Temporal and the object store all answer."""
     checks: dict[str, str] = {}

@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import ServicesDep, TenantDep
+from api.deps import UNAUTHORIZED, ServicesDep, TenantDep
 from reelflow.providers.registry import MODELS
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/models", tags=["models"])
+router = APIRouter(prefix="/api/models", tags=["models"], responses=UNAUTHORIZED)
 
 
 @router.get("")

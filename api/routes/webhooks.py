@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from api.deps import ServicesDep
+from api.schemas import ErrorDetail
 from reelflow.providers.errors import ProviderError, WebhookVerificationError
 from reelflow.webhooks import InvalidWebhookToken, UnknownJob, receive_webhook
 
@@ -21,9 +22,9 @@ router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 @router.post(
     "/job/{job_record_id}",
     responses={
-        401: {"description": "Bad or stale signature"},
-        404: {"description": "No such job"},
-        503: {"description": "Verification unavailable; deliver again later"},
+        401: {"model": ErrorDetail, "description": "Bad token or bad or stale signature"},
+        404: {"model": ErrorDetail, "description": "No such job"},
+        503: {"model": ErrorDetail, "description": "Verification unavailable; deliver again later"},
     },
 )
 async def job_webhook(
