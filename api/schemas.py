@@ -89,6 +89,7 @@ class JobView(BaseModel):
     id: str
     jobRecordId: str
     operation: str
+    dependsOn: list[str]
     modelId: str | None
     provider: str | None
     status: str
@@ -112,6 +113,7 @@ class JobView(BaseModel):
             id=job.job_id,
             jobRecordId=job.id,
             operation=job.operation,
+            dependsOn=job.depends_on,
             modelId=job.model_id,
             provider=job.provider,
             status=job.status,

@@ -191,3 +191,28 @@ async def test_webhook_of_an_untracked_provider_job_is_accepted_and_the_job_canc
     assert still["providerJobId"] == job["providerJobId"]
     assert still["status"] in {"queued", "processing"}
     await api.post(f"/api/executions/{accepted['executionId']}/cancel")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://10.0.0.1/clip.mp4", "10.0.0.1"),
+        ("http://169.254.169.254/latest/meta-data", "169.254.169.254"),
+        ("https://evil.example/clip.mp4?sig=secret", "evil.example"),
+    ],
+)
+async def test_media_inputs_outside_the_allowlist_fail_the_job_clearly(
+    api: httpx.AsyncClient, url: str, reason: str
+) -> None:
+    accepted = await submit(
+        api,
+        plan({"id": "peek", "operation": "pipeline:thumbnail", "params": {"input": url}}),
+    )
+
+    status = await wait_for(api, accepted["executionId"])
+
+    [job] = status["jobs"]
+    assert job["status"] == "failed"
+    assert "download refused" in job["error"] and reason in job["error"]
+    # Presigned signatures never leak into errors.
+    assert "secret" not in job["error"]
