@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev demo test lint format clean
+.PHONY: install dev demo test chaos bench lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ demo: $(STAMP)
 ## Lint, type-check, then the whole test suite against real Temporal, PostgreSQL and HTTP.
 test: lint
 	$(BIN)/python tests/run.py -q
+
+## 100 executions under webhook faults, 429/5xx, 3 worker kills and 2 API kills; prints one table.
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --executions 100 --worker-kills 3 --api-kills 2
+
+## Benchmarks against the floor of a bare Temporal workflow; prints a table and writes JSON.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
