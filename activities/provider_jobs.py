@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from reelflow.db import repository
 from reelflow.db.engine import Database
+from reelflow.metrics import JOBS_STARTED, POLLS
 from reelflow.providers.base import Provider
 from reelflow.providers.errors import (
     ProviderError,
@@ -54,18 +55,41 @@ def as_application_error(error: ProviderError) -> ApplicationError:
 
 
 _CLOCK_SKEW = timedelta(minutes=5)
+# Heartbeat details of the start activity, which the next attempt reads: whether the provider
+# may hold a job this attempt created (a crash or an ambiguous error mid-create) or certainly
+# does not (it refused or throttled the create).
+_MAY_HAVE_CREATED = "may-have-created"
+_NOT_CREATED = "not-created"
 _HEARTBEAT_EVERY_S = 2.0
 
 
-async def _heartbeating(call: Awaitable[T]) -> T:
-    """Await `call`, heartbeating meanwhile, so a worker that dies mid-call is noticed within
-    the activity's heartbeat timeout rather than its whole start-to-close timeout."""
+async def _heartbeating(call: Awaitable[T], detail: str) -> T:
+    """Await `call`, heartbeating `detail` meanwhile, so a worker that dies mid-call is noticed
+    within the activity's heartbeat timeout rather than its whole start-to-close timeout."""
+    activity.heartbeat(detail)
     task = asyncio.ensure_future(call)
     while True:
         done, _ = await asyncio.wait({task}, timeout=_HEARTBEAT_EVERY_S)
         if done:
             return task.result()
-        activity.heartbeat()
+        activity.heartbeat(detail)
+
+
+async def _find_quietly(
+    provider: Provider, model: ModelSpec, job: ProviderJobInput, created_after: datetime
+) -> ProviderSnapshot | None:
+    """The job an earlier attempt created, if the provider can tell; a failed lookup is no
+    reason to fail the job: a duplicate it lets through reports in by webhook as an orphan and
+    is cancelled."""
+    try:
+        return await provider.find_existing(
+            model_path=model.provider_model_path,
+            webhook_url=job.webhook_url,
+            created_after=created_after,
+        )
+    except ProviderError as error:
+        logger.warning("Job %s: could not look for earlier jobs: %s", job.job_record_id, error)
+        return None
 
 
 def _model(model_id: str) -> ModelSpec:
@@ -121,7 +145,7 @@ class ProviderJobActivities:
                 raise ApplicationError(
                     f"params no longer valid for {model.id}: {error}", non_retryable=True
                 ) from error
-            snapshot = await _heartbeating(self._find_or_create(provider, model, params, job))
+            snapshot = await self._find_or_create(provider, model, params, job)
         except ProviderError as error:
             raise as_application_error(error) from error
         async with self._db.session() as session:
@@ -143,6 +167,8 @@ class ProviderJobActivities:
                 provider, snapshot.provider_job_id, model.provider_model_path
             )
             snapshot = await provider.get(recorded, model_path=model.provider_model_path)
+        else:
+            JOBS_STARTED.labels(job.provider, job.model_id).inc()
         logger.info(
             "Started job %s on %s as %s (%s)",
             job.job_record_id,
@@ -157,21 +183,14 @@ class ProviderJobActivities:
         provider: Provider, model: ModelSpec, params: BaseModel, job: ProviderJobInput
     ) -> ProviderSnapshot:
         info = activity.info()
-        if info.attempt > 1:
+        previous = info.heartbeat_details[0] if info.heartbeat_details else None
+        if info.attempt > 1 and previous != _NOT_CREATED:
             # An earlier attempt may have died after the provider accepted the job but before
             # its id was recorded: adopt that job rather than pay for a second one.
-            try:
-                existing = await provider.find_existing(
-                    model_path=model.provider_model_path,
-                    webhook_url=job.webhook_url,
-                    created_after=info.scheduled_time - _CLOCK_SKEW,
-                )
-            except ProviderRejected as error:
-                # A lookup the provider refuses must not fail the job; creating still may work.
-                logger.warning(
-                    "Job %s: lookup of earlier jobs refused: %s", job.job_record_id, error
-                )
-                existing = None
+            existing = await _heartbeating(
+                _find_quietly(provider, model, job, info.scheduled_time - _CLOCK_SKEW),
+                _MAY_HAVE_CREATED,
+            )
             if existing is not None:
                 logger.warning(
                     "Job %s: adopting provider job %s created by an earlier attempt",
@@ -179,11 +198,19 @@ class ProviderJobActivities:
                     existing.provider_job_id,
                 )
                 return existing
-        return await provider.create(
-            model_path=model.provider_model_path,
-            inputs=model.to_provider_input(params),
-            webhook_url=job.webhook_url,
-        )
+        try:
+            return await _heartbeating(
+                provider.create(
+                    model_path=model.provider_model_path,
+                    inputs=model.to_provider_input(params),
+                    webhook_url=job.webhook_url,
+                ),
+                _MAY_HAVE_CREATED,
+            )
+        except (ProviderRateLimited, ProviderRejected):
+            # The provider answered "no": the next attempt need not look for a job.
+            activity.heartbeat(_NOT_CREATED)
+            raise
 
     @activity.defn(name="poll_provider_job")
     async def poll_job(self, poll: PollInput) -> ProviderSnapshot:
@@ -193,6 +220,7 @@ class ProviderJobActivities:
         """
         attempt = activity.info().attempt
         logger.info("[PollingWorker] Polling job %s (attempt %d)", poll.job_record_id, attempt)
+        POLLS.labels(poll.provider).inc()
         try:
             snapshot = await self._provider(poll.provider).get(
                 poll.provider_job_id, model_path=_model(poll.model_id).provider_model_path

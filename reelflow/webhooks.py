@@ -15,9 +15,11 @@ from reelflow.auth import webhook_token_valid
 from reelflow.db import repository
 from reelflow.db.engine import Database
 from reelflow.db.models import ExecutionJob
+from reelflow.metrics import WEBHOOK_DELIVERIES, WEBHOOK_RESULTS
 from reelflow.providers.base import Provider
+from reelflow.providers.errors import WebhookVerificationError
 from reelflow.temporal import job_workflow_id
-from reelflow.types import CancelInput, ProviderSnapshot
+from reelflow.types import CancelInput, ProviderSnapshot, WaitingStrategy
 from workflows.orphan import CancelOrphanWorkflow
 from workflows.provider_job import ProviderJobWorkflow
 
@@ -70,6 +72,56 @@ async def receive_webhook(
         WebhookVerificationError: the signature or timestamp is not acceptable.
         ProviderError: what verification needs could not be fetched.
     """
+    try:
+        outcome = await _receive(
+            db=db,
+            temporal=temporal,
+            providers=providers,
+            webhook_secret=webhook_secret,
+            task_queue=task_queue,
+            job_record_id=job_record_id,
+            token=token,
+            headers=headers,
+            body=body,
+        )
+    except InvalidWebhookToken:
+        WEBHOOK_DELIVERIES.labels("bad_token").inc()
+        raise
+    except UnknownJob:
+        WEBHOOK_DELIVERIES.labels("unknown").inc()
+        raise
+    except WebhookVerificationError:
+        WEBHOOK_DELIVERIES.labels("bad_signature").inc()
+        raise
+    except Exception:
+        # Verification unavailable (ProviderError) or a failure of ours: the provider retries.
+        WEBHOOK_DELIVERIES.labels("error").inc()
+        raise
+    WEBHOOK_DELIVERIES.labels(_RESULTS.get(outcome, "accepted")).inc()
+    return outcome
+
+
+_RESULTS = {WebhookOutcome.DUPLICATE: "duplicate", WebhookOutcome.UNTRACKED: "untracked"}
+"""The `reelflow_webhook_deliveries_total` result of each outcome; the others are `accepted`."""
+
+for _result in WEBHOOK_RESULTS:
+    # The API process exports every result from the start, at 0: rates and alerts need no
+    # special case for a result not seen yet.
+    WEBHOOK_DELIVERIES.labels(_result)
+
+
+async def _receive(
+    *,
+    db: Database,
+    temporal: Client,
+    providers: Mapping[str, Provider],
+    webhook_secret: bytes,
+    task_queue: str,
+    job_record_id: str,
+    token: str | None,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> WebhookOutcome:
     if not webhook_token_valid(webhook_secret, job_record_id, token):
         raise InvalidWebhookToken(job_record_id)
     async with db.session() as session:
@@ -118,7 +170,20 @@ async def _act(
     job: ExecutionJob,
     snapshot: ProviderSnapshot,
 ) -> WebhookOutcome:
-    if job.provider_job_id is not None and snapshot.provider_job_id != job.provider_job_id:
+    if job.provider_job_id is None:
+        # The provider told us of the job before the start activity recorded it (Replicate's
+        # `start` webhook can beat the create response, and the worker may have died in
+        # between): record it now, first one wins, so a retried start adopts it rather than
+        # creating a second, billed job.
+        async with db.session() as session:
+            recorded = await repository.record_provider_job(
+                session=session,
+                job_record_id=job.id,
+                snapshot=snapshot,
+                waiting_strategy=WaitingStrategy(job.waiting_strategy or "polling"),
+            )
+        job.provider_job_id = recorded
+    if snapshot.provider_job_id != job.provider_job_id:
         # Signed by the provider but about another provider job: a duplicate created by a
         # retried start, or a delivery replayed at another job's URL.
         logger.warning(

@@ -46,6 +46,7 @@ import time
 import uuid
 import warnings
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -203,6 +204,7 @@ class ManagedProcess:
         self._env = env
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
+        self._killed = False
         self.starts = 0
 
     @property
@@ -210,9 +212,15 @@ class ManagedProcess:
         """Whether the process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def crashed(self) -> bool:
+        """Whether it exited without being killed by the harness."""
+        return self._process is not None and self._process.poll() is not None and not self._killed
+
     def start(self) -> None:
         """Start (or restart) the process, appending to its log."""
         self.starts += 1
+        self._killed = False
         with self._log_path.open("ab") as log:
             log.write(f"\n===== chaos: start #{self.starts} of {self.command} =====\n".encode())
             log.flush()
@@ -229,6 +237,7 @@ class ManagedProcess:
         """SIGKILL the whole group: no graceful shutdown, as when a machine dies."""
         if self._process is None:
             return
+        self._killed = True
         with self._log_path.open("ab") as log:
             log.write(f"\n===== chaos: SIGKILL {self.command} =====\n".encode())
         with contextlib.suppress(ProcessLookupError):
@@ -365,6 +374,19 @@ class Cluster:
             }
         )
         return env
+
+    @property
+    def temporal_running(self) -> bool:
+        """Whether the Temporal dev server is alive."""
+        return self._temporal is not None and self._temporal.poll() is None
+
+    def crashed(self) -> list[str]:
+        """Components that exited on their own (a harness kill does not count)."""
+        dead = [] if self.temporal_running else ["temporal"]
+        for process in (self.emulator, self.worker, self.api):
+            if process is not None and process.crashed:
+                dead.append(process.command)
+        return dead
 
     def stop(self) -> None:
         """Stop every process (API first, Temporal last) and drop the database. Idempotent."""
@@ -531,11 +553,17 @@ async def submit_all(
 
 
 async def watch(
-    client: httpx.AsyncClient, submissions: list[Submission], *, deadline: float
-) -> None:
+    client: httpx.AsyncClient,
+    submissions: list[Submission],
+    *,
+    deadline: float,
+    crashed: Callable[[], list[str]],
+) -> list[str]:
     """Poll each execution's status until all are terminal or the deadline passes.
 
     The API may be down (killed) at any moment: a failed poll is simply tried again later.
+    Gives up early when a component exits on its own (nothing would progress any more), and
+    returns the names of such components.
     """
     pending = {s.execution_id: s for s in submissions if s.execution_id is not None}
     limit = asyncio.Semaphore(8)
@@ -553,9 +581,31 @@ async def watch(
                 del pending[execution_id]
 
     while pending and time.monotonic() < deadline:
+        dead = crashed()
+        if dead:
+            return dead
         await asyncio.gather(*(poll(execution_id) for execution_id in list(pending)))
         if pending:
             await asyncio.sleep(1.0)
+    return crashed()
+
+
+async def _unless_crashed(work: Awaitable[None], crashed: Callable[[], list[str]]) -> list[str]:
+    """Run `work` to its end, unless a component exits on its own first (then cancel it).
+
+    Returns the components that exited on their own.
+    """
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        dead = crashed()
+        if dead:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return dead
+        await asyncio.wait({task}, timeout=0.5)
+    task.result()
+    return crashed()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -658,11 +708,25 @@ def save_evidence(state_dir: Path, submissions: list[Submission], evidence: Evid
     (state_dir / "evidence.json").write_text(json.dumps(dump, indent=1, default=str))
 
 
+# fal's status and webhook carry no message for a failed request, only `Invalid status code: N`
+# and an error type, which the adapter appends in parentheses: these types are fal's decisions.
+FAL_FAILURE_TYPES = ("(content_policy_violation)", "(runner_server_error)")
+# Adapters quote the provider's message after their own prefix and may truncate it.
+MESSAGE_PREFIX_CHARS = 40
+
+
 def _provider_decided(job: asyncpg.Record, messages: dict[str, str]) -> bool:
-    """A failure the provider chose: the emulator's failure message for that provider."""
+    """A failure the provider chose: its failure message (or, for fal, its failure type) in a
+    job the provider reported on."""
     error = job["error"] or ""
-    message = messages.get(job["provider"] or "", "")
-    return bool(message) and message in error
+    message = messages.get(job["provider"] or "", "")[:MESSAGE_PREFIX_CHARS]
+    if message and job["provider_job_id"] is not None and message in error:
+        return True
+    return (
+        job["provider"] == "fal"
+        and job["provider_job_status"] is not None
+        and any(error.endswith(kind) for kind in FAL_FAILURE_TYPES)
+    )
 
 
 def _short(ids: list[str], limit: int = 5) -> str:
@@ -781,7 +845,12 @@ def verify(submissions: list[Submission], evidence: Evidence) -> tuple[list[Chec
         created = int(evidence.stats[provider]["created"])
         per_provider.append(f"{provider} {created}/{recorded.get(provider, 0)}")
     duplicates = created_total - sum(recorded.values())
-    twice = sorted(url for url, times in evidence.stats["created_per_webhook"].items() if times > 1)
+    # Webhook URLs carry a per-job token: show only the job record id they end with.
+    twice = sorted(
+        urlsplit(url).path.rsplit("/", 1)[-1]
+        for url, times in evidence.stats["created_per_webhook"].items()
+        if times > 1
+    )
     counts["provider_jobs_created"] = created_total
     counts["provider_jobs_recorded"] = sum(recorded.values())
     counts["duplicate_provider_jobs"] = duplicates
@@ -795,7 +864,7 @@ def verify(submissions: list[Submission], evidence: Evidence) -> tuple[list[Chec
             billing_ok and duplicates >= 0,
             f"created/recorded: {', '.join(per_provider)}; extra {duplicates}, "
             f"canceled {canceled_total}"
-            + (f"; created twice for webhook {_short(twice, 2)}" if twice else ""),
+            + (f"; created twice for job {_short(twice, 2)}" if twice else ""),
         )
     )
 
@@ -945,30 +1014,44 @@ async def run_chaos(options: ChaosOptions, console: Console | None = None) -> Ch
                     )
                 ),
             ]
+            crashed: list[str] = []
             try:
                 console.print(
                     f"submitting {len(submissions)} executions over {submit_span:.0f} s; "
                     f"{len(worker_times)} worker and {len(api_times)} API kill(s) within "
                     f"{window:.0f} s"
                 )
-                await submit_all(api, submissions, interval_s=SUBMIT_INTERVAL_S)
+                crashed = await _unless_crashed(
+                    submit_all(api, submissions, interval_s=SUBMIT_INTERVAL_S), cluster.crashed
+                )
                 report.durations["submission"] = time.monotonic() - started
                 accepted = sum(1 for s in submissions if s.execution_id)
                 console.print(
                     f"{accepted} accepted in {report.durations['submission']:.1f} s; waiting"
                 )
-                await watch(api, submissions, deadline=deadline)
-                # The schedule ends inside the window; its last restart must be over before
-                # the books are checked.
-                await asyncio.wait_for(
-                    asyncio.gather(*monkeys), timeout=max(1.0, deadline - time.monotonic())
-                )
-                # Let an execution finished during the last restart be seen too.
-                await watch(api, submissions, deadline=deadline)
+                if not crashed:
+                    crashed = await watch(
+                        api, submissions, deadline=deadline, crashed=cluster.crashed
+                    )
+                if not crashed:
+                    # The schedule ends inside the window; its last restart must be over
+                    # before the books are checked. A restart that fails shows as a crash.
+                    await asyncio.wait(monkeys, timeout=max(1.0, deadline - time.monotonic()))
+                    # Let an execution finished during the last restart be seen too.
+                    crashed = await watch(
+                        api, submissions, deadline=deadline, crashed=cluster.crashed
+                    )
+                if crashed:
+                    console.print(f"[red]exited on their own:[/] {', '.join(crashed)}")
             finally:
                 for monkey in monkeys:
                     monkey.cancel()
-                await asyncio.gather(*monkeys, return_exceptions=True)
+                outcomes = await asyncio.gather(*monkeys, return_exceptions=True)
+            restart_errors = [
+                f"{type(outcome).__name__}: {outcome}"
+                for outcome in outcomes
+                if isinstance(outcome, Exception)
+            ]
             report.durations["until all terminal"] = time.monotonic() - started
 
         await asyncio.sleep(1.0)  # late cancels of duplicates reach the emulator's stats
@@ -983,7 +1066,19 @@ async def run_chaos(options: ChaosOptions, console: Console | None = None) -> Ch
                 f"worker {report.counts['worker_kills']}, API {report.counts['api_kills']}",
                 f"worker {options.worker_kills}, API {options.api_kills}",
                 report.counts["worker_kills"] == options.worker_kills
-                and report.counts["api_kills"] == options.api_kills,
+                and report.counts["api_kills"] == options.api_kills
+                and not restart_errors,
+                "; ".join(restart_errors),
+            )
+        )
+        dead = sorted(set(crashed) | set(cluster.crashed()))
+        report.checks.append(
+            Check(
+                "components that exited on their own",
+                str(len(dead)),
+                "0",
+                not dead,
+                f"{', '.join(dead)}: see logs/" if dead else "",
             )
         )
         latencies = [
