@@ -11,6 +11,7 @@ import logging
 import mimetypes
 import tempfile
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.downloads import download
 from reelflow.media import MediaError, MediaInfo, probe
+from reelflow.metrics import BYTES_REHOSTED, PROVIDER_TO_STORED_SECONDS
 from reelflow.netguard import VIDEO_OR_IMAGE, HostAllowlist, redact_url
 from reelflow.providers.base import Provider
 from reelflow.storage import ObjectStore
@@ -98,6 +100,7 @@ class PersistActivities:
                     key=key, path=spool, content_type=content_type
                 )
                 logger.info("[AsyncJobCompletion] Uploaded to CDN: %s", public_url)
+                BYTES_REHOSTED.labels(job.provider).inc(fetched.size)
                 outputs.append(
                     StoredOutput(
                         url=public_url,
@@ -111,6 +114,10 @@ class PersistActivities:
                         fps=info.fps if info else None,
                     )
                 )
+        # The workflow schedules this activity as soon as it learns that the provider finished
+        # (`scheduled_time` is the first attempt's): from then to now is our share of the wait.
+        waited = datetime.now(UTC) - activity.info().scheduled_time
+        PROVIDER_TO_STORED_SECONDS.labels(job.provider).observe(max(waited.total_seconds(), 0.0))
         return PersistResult(outputs)
 
     @staticmethod

@@ -6,17 +6,30 @@ import logging
 from dataclasses import replace
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from prometheus_client import Counter
 from temporalio import activity
 
 from reelflow.db import repository
 from reelflow.db.engine import Database
+from reelflow.db.models import ExecutionJob
+from reelflow.metrics import ESTIMATED_COST_USD, JOBS_COMPLETED, JOBS_FAILED
 from reelflow.providers.registry import get_model
 from reelflow.types import ExecutionUpdate, JobStatus, JobUpdate
 
 __all__ = ["RecordActivities"]
 
 logger = logging.getLogger(__name__)
+
+# The statuses counted per provider and model (provider jobs only: media jobs have neither).
+_COUNTED: dict[JobStatus, Counter] = {
+    JobStatus.COMPLETED: JOBS_COMPLETED,
+    JobStatus.FAILED: JOBS_FAILED,
+}
+
+
+def _provider_and_model(job: ExecutionJob) -> tuple[str, str] | None:
+    # Media jobs (concat, thumbnail) have neither, and are not counted.
+    return (job.provider, job.model_id) if job.provider and job.model_id else None
 
 
 class RecordActivities:
@@ -29,10 +42,19 @@ class RecordActivities:
     async def record_job(self, update: JobUpdate) -> None:
         """Write a job's new status (with outputs or error); a completed job gets its cost."""
         async with self._db.session() as session:
+            job = None
+            if update.status in _COUNTED:
+                job = await repository.get_job(session=session, job_record_id=update.job_record_id)
+            # Counted on the transition only: a retried attempt finds the status written.
+            counted = _provider_and_model(job) if job and job.status != update.status else None
             cost = None
-            if update.status is JobStatus.COMPLETED:
-                update, cost = await self._with_cost(session, update)
+            if job is not None and update.status is JobStatus.COMPLETED:
+                update, cost = self._with_cost(job, update)
             await repository.apply_job_update(session=session, update_=update, cost_usd=cost)
+        if counted is not None:
+            _COUNTED[update.status].labels(*counted).inc()
+            if cost is not None:
+                ESTIMATED_COST_USD.labels(*counted).inc(float(cost))
         if update.status is JobStatus.COMPLETED:
             logger.info("[AsyncJobCompletion] Job %s marked as completed", update.job_record_id)
         else:
@@ -44,12 +66,9 @@ class RecordActivities:
             )
 
     @staticmethod
-    async def _with_cost(
-        session: AsyncSession, update: JobUpdate
-    ) -> tuple[JobUpdate, Decimal | None]:
-        job = await repository.get_job(session=session, job_record_id=update.job_record_id)
-        model = get_model(job.model_id or "") if job is not None else None
-        if job is None or model is None:
+    def _with_cost(job: ExecutionJob, update: JobUpdate) -> tuple[JobUpdate, Decimal | None]:
+        model = get_model(job.model_id or "")
+        if model is None:
             return update, None
         if update.compute_seconds is None and not model.reports_compute_time:
             update = replace(update, compute_seconds=model.clip_seconds(job.params))

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.limits import BodySizeLimit
-from api.routes import executions, files, health, models, webhooks
+from api.routes import events, executions, files, health, metrics, models, ui, webhooks
 from api.schemas import ProblemList
 from api.services import open_services
 from reelflow.auth import is_loopback
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     invalid: dict[int | str, dict[str, Any]] = {
         422: {"model": ProblemList, "description": "Invalid request"}
     }
-    for module in (executions, webhooks, models, health):
+    for module in (executions, events, webhooks, models, health, metrics, ui):
         app.include_router(module.router, responses=invalid)
     if settings.s3_bucket is None:
         # S3 objects are served by the bucket's CDN; local ones by the API, per tenant.

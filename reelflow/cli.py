@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from reelflow.client import ApiError, ReelflowClient
@@ -28,11 +32,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 console = Console()
+error_console = Console(stderr=True)
 
 _EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-ApiOption = Annotated[
-    str | None, typer.Option("--api", help="API base URL (default: the local API)")
-]
 
 
 def _api_url(api: str | None) -> str:
@@ -195,6 +197,42 @@ def dev() -> None:
         stack.stop()
 
 
+# The API's client commands: submit, watch, list, cancel, status. Each takes `--api` and
+# `--api-key`, and `--json` for scripts (JSON on stdout only; errors go to stderr).
+
+_STATUS_STYLES = {
+    "completed": "green",
+    "failed": "red",
+    "canceled": "yellow",
+    "skipped": "yellow",
+    "processing": "cyan",
+    "running": "cyan",
+}
+
+
+def _styled(status: str) -> str:
+    return f"[{_STATUS_STYLES.get(status, 'default')}]{escape(status)}[/]"
+
+
+def _fail(error: Exception) -> typer.Exit:
+    """Report an error on stderr; the command exits with status 1."""
+    error_console.print(f"[red]{escape(str(error))}[/]")
+    return typer.Exit(1)
+
+
+def _when(value: str | None) -> str:
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _size(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
+            return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
 def _job_table(status: dict[str, Any]) -> Table:
     table = Table(title=f"execution {status['executionId']}: {status['status']}")
     for column in ("job", "model", "status", "strategy", "polls", "progress", "output / error"):
@@ -203,52 +241,172 @@ def _job_table(status: dict[str, Any]) -> Table:
         outputs = ", ".join(output["url"] for output in job["outputs"])
         progress = f"{job['progress'] * 100:.0f}%" if job["progress"] is not None else ""
         table.add_row(
-            job["id"],
+            escape(job["id"]),
             job["modelId"] or "",
-            job["status"],
+            _styled(job["status"]),
             job["waitingStrategy"] or "",
             str(job["pollAttempts"]),
             progress,
-            outputs or job["error"] or "",
+            escape(outputs or job["error"] or ""),
         )
     return table
 
 
-async def _submit(file: Path, api: str, wait: bool, as_json: bool) -> dict[str, Any]:
-    async with ReelflowClient(api) as client:
+def _outputs_table(execution: dict[str, Any], jobs: list[dict[str, Any]]) -> Table:
+    cost = f", ${execution['costUsd']:.2f}" if execution.get("costUsd") else ""
+    table = Table(
+        title=f"execution {execution['executionId']}: {_styled(execution['status'])}{cost}"
+    )
+    table.add_column("job")
+    table.add_column("content type")
+    table.add_column("size", justify="right")
+    table.add_column("duration", justify="right")
+    table.add_column("URL", overflow="fold")
+    for job in jobs:
+        for output in job["outputs"]:
+            duration = output.get("durationSeconds")
+            table.add_row(
+                escape(job["id"]),
+                output["contentType"],
+                _size(output["bytes"]),
+                f"{duration:.2f} s" if duration is not None else "",
+                escape(output["url"]),
+            )
+        if not job["outputs"] and job["status"] != "completed":
+            table.add_row(escape(job["id"]), _styled(job["status"]), "", "", "")
+    return table
+
+
+class _LiveView:
+    """A progress bar per job (status, progress, provider, strategy, polls), fed by events."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[status]}"),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._status: str | None = None
+
+    def execution(self, execution: dict[str, Any]) -> None:
+        if execution["status"] != self._status:
+            self._status = execution["status"]
+            self.progress.console.print(
+                f"execution {execution['executionId']}: {_styled(execution['status'])}"
+            )
+
+    def job(self, job: dict[str, Any]) -> None:
+        # A bar without a total pulses: a job under way whose provider reports no progress.
+        done: float | None = 0.0
+        if job["status"] == "completed":
+            done = 1.0
+        elif job["progress"] is not None:
+            done = job["progress"]
+        elif job["status"] == "processing":
+            done = None
+        polls = f" · {job['pollAttempts']} poll(s)" if job["pollAttempts"] else ""
+        detail = " · ".join(
+            part for part in (job["provider"] or job["operation"], job["waitingStrategy"]) if part
+        )
+        error = f" · {job['error']}" if job["error"] else ""
+        status = _styled(job["status"])
+        detail_text = escape(f"{detail}{polls}{error}")
+        task = self._tasks.get(job["jobRecordId"])
+        if task is None:
+            task = self.progress.add_task(escape(job["id"]), status="", detail="")
+            self._tasks[job["jobRecordId"]] = task
+        self.progress.update(
+            task,
+            total=None if done is None else 1.0,
+            completed=done or 0.0,
+            status=status,
+            detail=detail_text,
+        )
+
+
+async def _follow(
+    client: ReelflowClient, execution_id: str, *, live: bool, ndjson: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Follow the execution's events to the end: its final state and its jobs' last states."""
+    view = _LiveView() if live else None
+    execution: dict[str, Any] = {"executionId": execution_id, "status": "unknown"}
+    jobs: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as display:
+        async for event in client.events(execution_id):
+            if ndjson:
+                print(json.dumps({"event": event.event, "id": event.id, "data": event.data}))
+            if view is not None and event.event == "job" and not jobs:
+                # The bars appear with the first job (not before: the stream may be refused).
+                display.enter_context(view.progress)
+            if event.event == "job":
+                jobs[event.data["jobRecordId"]] = event.data
+                if view:
+                    view.job(event.data)
+            elif event.event in {"execution", "end"}:
+                execution = event.data
+                if view:
+                    view.execution(event.data)
+    return execution, list(jobs.values())
+
+
+async def _submit(
+    file: Path, api: str, wait: bool, as_json: bool, api_key: str | None = None
+) -> dict[str, Any]:
+    """Submit a plan; with `wait`, follow it live (unless `as_json`) and return its status."""
+    async with ReelflowClient(api, api_key=api_key) as client:
         accepted = await client.submit(file)
         if not wait:
             return accepted
         if not as_json:
             console.print(f"submitted execution {accepted['executionId']}")
-        last: list[str] = []
+        await _follow(client, accepted["executionId"], live=not as_json, ndjson=False)
+        return await client.status(accepted["executionId"])
 
-        def show(status: dict[str, Any]) -> None:
-            line = [f"{job['id']}={job['status']}" for job in status["jobs"]]
-            if line != last and not as_json:
-                console.print("  " + "  ".join(line))
-                last[:] = line
 
-        return await client.wait(accepted["executionId"], on_update=show)
+ApiOption = Annotated[
+    str | None,
+    typer.Option("--api", envvar="REELFLOW_API_URL", help="API base URL (default: the local API)"),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="REELFLOW_API_KEY",
+        help="API key, sent as `Authorization: Bearer`",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only")]
 
 
 @app.command()
 def submit(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Plan JSON file")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the execution ends")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the execution live until it ends")
+    ] = False,
+    as_json: JsonOption = False,
     api: ApiOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Submit an execution plan."""
+    """Submit an execution plan; with --wait, exit 0 only if it completes."""
     try:
-        result = asyncio.run(_submit(file, _api_url(api), wait, as_json))
-    except (ApiError, httpx.HTTPError) as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from error
+        result = asyncio.run(_submit(file, _api_url(api), wait, as_json, api_key))
+    except (ApiError, httpx.HTTPError, ValueError) as error:
+        raise _fail(error) from error
+    except KeyboardInterrupt:
+        error_console.print("stopped following; the execution goes on")
+        raise typer.Exit(130) from None
     if as_json:
         print(json.dumps(result, indent=2))
     elif wait:
-        console.print(_job_table(result))
+        console.print(_outputs_table(result, result["jobs"]))
+        if result["error"]:
+            console.print(f"[red]{escape(result['error'])}[/]")
     else:
         console.print(
             f"execution {result['executionId']} {result['status']}: {result['statusUrl']}"
@@ -258,22 +416,126 @@ def submit(
 
 
 @app.command()
+def watch(
+    execution_id: str,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each event as a JSON line only")
+    ] = False,
+    api: ApiOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Follow an execution live to its end; exit 0 only if it completes."""
+
+    async def follow() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        async with ReelflowClient(_api_url(api), api_key=api_key) as client:
+            return await _follow(client, execution_id, live=not as_json, ndjson=as_json)
+
+    try:
+        execution, jobs = asyncio.run(follow())
+    except (ApiError, httpx.HTTPError) as error:
+        raise _fail(error) from error
+    except KeyboardInterrupt:
+        error_console.print("stopped watching; the execution goes on")
+        raise typer.Exit(130) from None
+    if not as_json:
+        console.print(_outputs_table(execution, jobs))
+        if execution.get("error"):
+            console.print(f"[red]{escape(execution['error'])}[/]")
+    if execution["status"] != "completed":
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_executions(
+    status_: Annotated[
+        str | None,
+        typer.Option("--status", help="Only executions in this status"),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="Executions per page")] = 20,
+    every: Annotated[
+        bool, typer.Option("--all", help="Follow the pages to the last execution")
+    ] = False,
+    as_json: JsonOption = False,
+    api: ApiOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """List executions, newest first."""
+
+    async def fetch() -> dict[str, Any]:
+        async with ReelflowClient(_api_url(api), api_key=api_key) as client:
+            page = await client.list_executions(status=status_, limit=limit)
+            executions = list(page["executions"])
+            while every and page["nextCursor"]:
+                page = await client.list_executions(
+                    status=status_, limit=limit, cursor=page["nextCursor"]
+                )
+                executions += page["executions"]
+            return {"executions": executions, "nextCursor": page["nextCursor"]}
+
+    try:
+        result = asyncio.run(fetch())
+    except (ApiError, httpx.HTTPError) as error:
+        raise _fail(error) from error
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title="executions")
+    for column in ("execution", "status", "jobs", "created", "finished", "error"):
+        table.add_column(column, overflow="fold")
+    for item in result["executions"]:
+        table.add_row(
+            item["executionId"],
+            _styled(item["status"]),
+            str(item["jobCount"]),
+            _when(item["createdAt"]),
+            _when(item["completedAt"]),
+            escape(item["error"] or ""),
+        )
+    console.print(table)
+    if result["nextCursor"]:
+        console.print("more: use --all, or a larger --limit")
+
+
+@app.command()
+def cancel(
+    execution_id: str,
+    as_json: JsonOption = False,
+    api: ApiOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Cancel a running execution (its provider jobs are cancelled at the providers)."""
+
+    async def send() -> dict[str, Any]:
+        async with ReelflowClient(_api_url(api), api_key=api_key) as client:
+            return await client.cancel(execution_id)
+
+    try:
+        result = asyncio.run(send())
+    except (ApiError, httpx.HTTPError) as error:
+        raise _fail(error) from error
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        console.print(f"execution {result['executionId']}: {result['status']}")
+
+
+@app.command()
 def status(
     execution_id: str,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    as_json: JsonOption = False,
     api: ApiOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Show an execution and its jobs."""
 
     async def fetch() -> dict[str, Any]:
-        async with ReelflowClient(_api_url(api)) as client:
+        async with ReelflowClient(_api_url(api), api_key=api_key) as client:
             return await client.status(execution_id)
 
     try:
         result = asyncio.run(fetch())
     except (ApiError, httpx.HTTPError) as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from error
+        raise _fail(error) from error
     if as_json:
         print(json.dumps(result, indent=2))
     else:

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     # Temporal.
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # Where the run viewer links each execution's workflow.
+    temporal_ui_url: str = "http://127.0.0.1:8233"
     task_queue: str = "reelflow"
 
     # API keys, `tenant:key,tenant:key`; unset means an open API that binds to loopback only.
@@ -83,6 +85,12 @@ class Settings(BaseSettings):
 
     # Media operations (concat, thumbnail) one worker process runs at once; each takes a core.
     max_concurrent_media_jobs: int = Field(default=2, ge=1)
+
+    # Metrics: the API serves /metrics (behind `Bearer $METRICS_TOKEN` when set); the worker
+    # serves its own and the Temporal SDK's on a port of its own.
+    metrics_token: SecretStr | None = None
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
 
     # Jobs of one execution running at once; the rest wait for a free slot.
     max_parallel_jobs: int = Field(default=50, ge=1, le=1000)

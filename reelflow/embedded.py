@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from reelflow.config import Settings
+from workflows.execution import SEARCH_ATTRIBUTES
 
 __all__ = [
     "database_url",
@@ -70,7 +71,8 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
 def start_temporal_dev_server(
     *, state_dir: Path, port: int = 7233, ui_port: int = 8233, log_path: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start `temporal server start-dev` with its Web UI, persisting to a SQLite file."""
+    """Start `temporal server start-dev` with its Web UI, persisting to a SQLite file, with
+    reelflow's search attributes registered."""
     state_dir.mkdir(parents=True, exist_ok=True)
     command = [
         temporal_binary(),
@@ -87,6 +89,10 @@ def start_temporal_dev_server(
         "--log-level",
         "warn",
     ]
+    # Registered on every start (a no-op when the database has them), so the Web UI can filter
+    # runs by execution, tenant, model and provider.
+    for key in SEARCH_ATTRIBUTES:
+        command += ["--search-attribute", f"{key.name}=Keyword"]
     log = (log_path or state_dir / "temporal.log").open("ab")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:

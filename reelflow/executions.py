@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -30,7 +31,7 @@ from reelflow.types import (
     ProviderJobInput,
     WaitingStrategy,
 )
-from workflows.execution import ExecutionWorkflow
+from workflows.execution import EXECUTION_ID, TENANT, ExecutionWorkflow
 
 __all__ = [
     "ExecutionFinished",
@@ -268,11 +269,24 @@ async def _start_workflow(
             execution_input(settings, webhook_secret, execution.id, jobs),
             id=execution_workflow_id(execution.id),
             task_queue=settings.task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(EXECUTION_ID, execution.id),
+                    SearchAttributePair(TENANT, execution.tenant),
+                ]
+            ),
+            static_summary=f"{len(jobs)} job(s) of tenant {execution.tenant}",
         )
     except WorkflowAlreadyStartedError:
         return
     except RPCError as error:
         logger.error("Could not start execution %s: %s", execution.id, error.message)
+        if error.status is RPCStatusCode.INVALID_ARGUMENT and "search attribute" in error.message:
+            logger.error(
+                "Register reelflow's search attributes on namespace %s (README, 'Running in"
+                " production'): temporal operator search-attribute create",
+                settings.temporal_namespace,
+            )
         async with db.session() as session:
             await repository.apply_execution_update(
                 session=session,

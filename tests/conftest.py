@@ -33,6 +33,7 @@ from reelflow.emulator import EmulatorConfig
 from reelflow.emulator import create_app as create_emulator_app
 from reelflow.stack import EMULATOR_CREDENTIALS, emulator_settings
 from tests.factories import ALICE_KEY, BOB_KEY, WEBHOOK_SECRET
+from workflows.execution import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,6 +114,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         dev_server_log_level="error",
+        search_attributes=SEARCH_ATTRIBUTES,
     )
     yield env
     await env.shutdown()

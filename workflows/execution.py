@@ -7,7 +7,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ActivityError, CancelledError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
@@ -29,7 +34,28 @@ with workflow.unsafe.imports_passed_through():
     from workflows.provider_job import ProviderJobWorkflow, failure_message
     from workflows.recording import record_execution, record_job
 
-__all__ = ["ExecutionWorkflow"]
+__all__ = [
+    "EXECUTION_ID",
+    "MODEL_ID",
+    "PROVIDER",
+    "SEARCH_ATTRIBUTES",
+    "TENANT",
+    "ExecutionWorkflow",
+]
+
+# Search attributes, so runs can be filtered in the Temporal Web UI and with visibility queries
+# (`ExecutionId = "…"`). The server must know them: `reelflow dev` and the tests register them
+# when they start the dev server; on a cluster, an operator creates them (see the README).
+EXECUTION_ID = SearchAttributeKey.for_keyword("ExecutionId")
+"""The execution an ExecutionWorkflow runs, or a ProviderJobWorkflow belongs to."""
+TENANT = SearchAttributeKey.for_keyword("Tenant")
+"""The tenant who submitted the execution."""
+MODEL_ID = SearchAttributeKey.for_keyword("ModelId")
+"""A ProviderJobWorkflow's model, e.g. `bytedance/seedance-1-pro`."""
+PROVIDER = SearchAttributeKey.for_keyword("Provider")
+"""A ProviderJobWorkflow's provider, e.g. `replicate`."""
+SEARCH_ATTRIBUTES = (EXECUTION_ID, TENANT, MODEL_ID, PROVIDER)
+"""Every search attribute reelflow sets; the server must have them registered (Keyword)."""
 
 _MEDIA = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -163,6 +189,8 @@ class ExecutionWorkflow:
                 child,
                 id=job_workflow_id(job.job_record_id),
                 task_queue=workflow.info().task_queue,
+                search_attributes=_child_search_attributes(child),
+                static_summary=f"{job.job_id}: {child.model_id} on {child.provider}",
             )
         except ChildWorkflowError as error:
             if isinstance(error.cause, CancelledError):
@@ -206,3 +234,16 @@ class ExecutionWorkflow:
         outcome = JobOutcome(job.job_record_id, status, error=reason)
         self._outcomes[job.job_id] = outcome
         return outcome
+
+
+def _child_search_attributes(child: ProviderJobInput) -> TypedSearchAttributes:
+    """The child's execution, model and provider, and the execution's tenant when it has one."""
+    pairs = [
+        SearchAttributePair(EXECUTION_ID, child.execution_id),
+        SearchAttributePair(MODEL_ID, child.model_id),
+        SearchAttributePair(PROVIDER, child.provider),
+    ]
+    tenant = workflow.info().typed_search_attributes.get(TENANT)
+    if tenant is not None:
+        pairs.append(SearchAttributePair(TENANT, tenant))
+    return TypedSearchAttributes(pairs)

@@ -391,3 +391,126 @@ async def delete_webhook_deliveries_before(
         delete(WebhookDelivery).where(key.in_(batch)).returning(col(WebhookDelivery.delivery_id))
     )
     return len(result.all())
+
+
+# Live change feed (reelflow.live): one query per read for an execution and its changed rows.
+
+# Imported here, not at the top, so that this block can be appended without touching the
+# module's imports, which other work edits (as in delete_finished_executions).
+from collections.abc import Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from sqlalchemy import Text, and_, cast, text  # noqa: E402
+from sqlalchemy import select as select_columns  # noqa: E402
+
+__all__ += ["ExecutionChanges", "read_execution_changes"]
+
+# A row version's 64-bit transaction id, from its 32-bit `xmin`: the latest id at or below the
+# reading snapshot's xmax with those low bits (right for any row written in the last 2**32
+# transactions). Ids below 3 are frozen or bootstrap rows: visible to every snapshot.
+_ROW_XID8 = (
+    "(pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+    " - ((pg_snapshot_xmax(pg_current_snapshot())::text::bigint - {table}.xmin::text::bigint)"
+    " % 4294967296))::text::xid8"
+)
+
+
+def _visible(table: str, snapshot: str) -> str:
+    """SQL: whether the row's current version was committed as of the snapshot bound there."""
+    return (
+        f"({table}.xmin::text::bigint < 3 OR pg_visible_in_snapshot("
+        f"{_ROW_XID8.format(table=table)}, CAST(:{snapshot} AS pg_snapshot)))"
+    )
+
+
+def _unseen(
+    table: str, rank: str, received: Sequence[tuple[str, int | None]]
+) -> tuple[str, dict[str, Any]]:
+    """SQL (and its parameters): no (snapshot, rank) pair covers the row's current version."""
+    conditions: list[str] = ["TRUE"]
+    params: dict[str, Any] = {}
+    for index, (snapshot, up_to) in enumerate(received):
+        name = f"{table}_snapshot_{index}"
+        params[name] = snapshot
+        if up_to is None:
+            conditions.append(f"NOT {_visible(table, name)}")
+        else:
+            params[f"{table}_rank_{index}"] = up_to
+            conditions.append(f"NOT ({rank} <= :{table}_rank_{index} AND {_visible(table, name)})")
+    return " AND ".join(conditions), params
+
+
+@dataclass(frozen=True)
+class ExecutionChanges:
+    """What one read of an execution's change feed found."""
+
+    execution: Execution
+    """The execution row, whether or not it changed."""
+    execution_changed: bool
+    """Whether the client does not have the execution row as it is now."""
+    jobs: list[ExecutionJob]
+    """The jobs the client does not have as they are now, in plan order."""
+    cost_usd: Decimal
+    """Sum of every job's cost, as stored now."""
+    snapshot: str
+    """The reading statement's MVCC snapshot (`pg_current_snapshot()`), as text."""
+
+
+async def read_execution_changes(
+    *,
+    session: AsyncSession,
+    execution_id: str,
+    received: Sequence[tuple[str, int | None]],
+) -> ExecutionChanges | None:
+    """The execution and those of its rows a client does not have yet; None if it is gone.
+
+    Args:
+        received: What the client has, as (snapshot, rank) pairs: for each, every row of rank
+            <= rank (0 for the execution, position + 1 for a job; None: every row) as it was
+            in that snapshot (`pg_snapshot` text). A row's current version that no pair's
+            snapshot sees, or whose rank is past the pair's, is one it lacks. Empty: it has
+            nothing, and every row is returned.
+
+    One round trip: the execution row, with whether the client lacks it, left-joined with the
+    jobs it lacks (in plan order), with the cost sum and the snapshot the statement read with.
+    """
+    from sqlalchemy.orm import aliased
+
+    jobs_unseen, job_params = _unseen("execution_jobs", "(execution_jobs.position + 1)", received)
+    execution_unseen, execution_params = _unseen("executions", "0", received)
+    costed = aliased(ExecutionJob)
+    cost = (
+        select(func.coalesce(func.sum(col(costed.cost_usd)), 0))
+        .where(col(costed.execution_id) == execution_id)
+        .scalar_subquery()
+    )
+    # sqlmodel's `select` types at most four columns.
+    result = await session.execute(
+        select_columns(
+            Execution,
+            ExecutionJob,
+            text(f"({execution_unseen})").bindparams(**execution_params),
+            cost,
+            cast(func.pg_current_snapshot(), Text),
+        )
+        .outerjoin(
+            ExecutionJob,
+            and_(
+                col(ExecutionJob.execution_id) == col(Execution.id),
+                text(jobs_unseen).bindparams(**job_params),
+            ),
+        )
+        .where(col(Execution.id) == execution_id)
+        .order_by(col(ExecutionJob.position))
+    )
+    rows = result.all()
+    if not rows:
+        return None
+    execution, _, execution_changed, cost_usd, snapshot = rows[0]
+    return ExecutionChanges(
+        execution=execution,
+        execution_changed=bool(execution_changed),
+        jobs=[row[1] for row in rows if row[1] is not None],
+        cost_usd=Decimal(cost_usd),
+        snapshot=str(snapshot),
+    )
