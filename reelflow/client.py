@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -198,20 +198,3 @@ class ReelflowClient:
             delay = min(retry_delay_s * 2 ** (failures - 1), 10.0)
             logger.info("Event stream interrupted (%s); resuming in %.1f s", reason, delay)
             await asyncio.sleep(delay)
-
-    async def wait(
-        self,
-        execution_id: str,
-        *,
-        on_update: Callable[[dict[str, Any]], None],
-        interval_s: float = 0.5,
-        timeout_s: float = 1800,
-    ) -> dict[str, Any]:
-        """Poll the status until the execution finishes, reporting each state."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                status = await self.status(execution_id)
-                on_update(status)
-                if status["status"] in TERMINAL_EXECUTION_STATUSES:
-                    return status
-                await asyncio.sleep(interval_s)

@@ -61,8 +61,9 @@ async def test_each_provider_completes_with_each_strategy_it_offers(
     [output] = job["outputs"]
     assert output["contentType"] == "video/mp4" and output["bytes"] > 0
     assert job["costUsd"] > 0
-    # fal's webhook carries no metrics; its status (polled) does.
-    if (model_id, strategy) != (HAILUO, "webhook"):
+    # fal's webhook carries no metrics (its polled status does), and a polling job's webhook
+    # may still arrive first.
+    if model_id != HAILUO:
         assert job["computeSeconds"] is not None and job["computeSeconds"] > 0
     assert status["costUsd"] == pytest.approx(job["costUsd"])
 
