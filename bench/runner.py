@@ -78,7 +78,11 @@ async def _run_once(
                 base_url=stack.api_url,
                 headers={"Authorization": f"Bearer {stack.api_key}"},
                 timeout=120,
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+                # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes
+                # them: reusing one the server is closing fails with a ReadError.
+                limits=httpx.Limits(
+                    max_connections=256, max_keepalive_connections=256, keepalive_expiry=2.0
+                ),
             ) as api,
             httpx.AsyncClient(base_url=stack.emulator_url, timeout=30) as emulator,
             asyncpg.create_pool(stack.dsn, min_size=1, max_size=2) as db,
@@ -135,7 +139,7 @@ async def _run_once(
         errors.append(f"run {index}: {traceback.format_exc()}")
         console.print_exception(show_locals=False)
     finally:
-        await asyncio.to_thread(stack.stop)
+        await asyncio.to_thread(stack.stop, keep_state=bool(errors))
         if options.keep_state or errors:
             console.print(f"run {index}: state kept in {stack.state_dir}")
     return figures, extras, errors

@@ -223,11 +223,12 @@ class BenchStack:
                 return (await client.get(f"{self.api_url}/healthz")).status_code == 200
         return False
 
-    def stop(self) -> None:
-        """Stop everything; remove the state directory unless asked to keep it."""
+    def stop(self, *, keep_state: bool = False) -> None:
+        """Stop everything; remove the state directory unless asked to keep it (here or in
+        the options)."""
         if self.floor is not None:
             self.floor.stop()
         self.cluster.stop()
         self.files.stop()
-        if not self.options.keep_state:
+        if not (keep_state or self.options.keep_state):
             shutil.rmtree(self.state_dir, ignore_errors=True)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from standardwebhooks import Webhook
@@ -24,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from reelflow.config import Settings
 from reelflow.temporal import execution_workflow_id, job_workflow_id
-from tests.conftest import WorkerProcess, free_port, serve, stop
+from tests.conftest import ROOT, WorkerProcess, free_port, serve, stop
 from tests.factories import generate_job, plan, submit, wait_for, webhook_path
 from workflows.execution import EXECUTION_ID, MODEL_ID, PROVIDER, TENANT
 
@@ -248,3 +251,67 @@ async def test_api_metrics_need_the_metrics_token_when_one_is_set(
             assert "reelflow_webhook_deliveries_total" in right.text
     finally:
         await stop(server, task)
+
+
+# Run in a process of its own: tracing, once on, stays on (and global) for the process's life.
+_TRACED_PROCESS = """
+import asyncio, sys
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from reelflow.config import Settings
+from reelflow.metrics import configure_tracing, instrument_app
+from reelflow.temporal import connect
+
+async def main() -> None:
+    address, collector, task_queue = sys.argv[1:]
+    assert configure_tracing(service_name="reelflow-test", endpoint=collector)
+    client = await connect(Settings(_env_file=None, temporal_address=address))
+    await client.start_workflow("TracedWorkflow", id=task_queue, task_queue=task_queue)
+    from fastapi import FastAPI
+    app = FastAPI()
+
+    @app.post("/api/webhooks/job/{job_record_id}")
+    async def webhook(job_record_id: str) -> dict[str, str]:
+        return {}
+
+    instrument_app(app)
+    TestClient(app).post("/api/webhooks/job/traced-job?token=secret-token-in-url")
+    trace.get_tracer_provider().shutdown()
+
+asyncio.run(main())
+"""
+
+
+async def test_traces_reach_the_otlp_collector_without_webhook_tokens(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    received: list[bytes] = []
+    collector = FastAPI()
+
+    @collector.post("/v1/traces")
+    async def traces(request: Request) -> dict[str, str]:
+        received.append(await request.body())
+        return {}
+
+    port = free_port()
+    server, task = await serve(collector, port)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _TRACED_PROCESS,
+            temporal_env.client.service_client.config.target_host,
+            f"http://127.0.0.1:{port}",
+            f"traced-{uuid.uuid4().hex[:8]}",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 0, output.decode(errors="replace")
+    finally:
+        await stop(server, task)
+    exported = b"".join(received)
+    assert b"StartWorkflow:TracedWorkflow" in exported
+    assert b"/api/webhooks/job/traced-job" in exported
+    assert b"secret-token-in-url" not in exported

@@ -236,14 +236,19 @@ class ExecutionWorkflow:
         return outcome
 
 
-def _child_search_attributes(child: ProviderJobInput) -> TypedSearchAttributes:
-    """The child's execution, model and provider, and the execution's tenant when it has one."""
+def _child_search_attributes(child: ProviderJobInput) -> TypedSearchAttributes | None:
+    """The child's execution, tenant, model and provider; none when the execution carries no
+    search attributes itself (started before they were registered, or by a test), since
+    starting a child with attributes the server does not know would fail the workflow task."""
+    parent = workflow.info().typed_search_attributes
+    if parent.get(EXECUTION_ID) is None:
+        return None
     pairs = [
         SearchAttributePair(EXECUTION_ID, child.execution_id),
         SearchAttributePair(MODEL_ID, child.model_id),
         SearchAttributePair(PROVIDER, child.provider),
     ]
-    tenant = workflow.info().typed_search_attributes.get(TENANT)
+    tenant = parent.get(TENANT)
     if tenant is not None:
         pairs.append(SearchAttributePair(TENANT, tenant))
     return TypedSearchAttributes(pairs)
