@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from reelflow.db.engine import Database
 from reelflow.db.migrate import apply_migrations
 from reelflow.embedded import database_url
 from reelflow.logs import configure_logging
+from reelflow.metrics import configure_tracing, serve_worker_metrics
 from reelflow.netguard import HostAllowlist, guarded_client, split_list
 from reelflow.providers import build_providers
 from reelflow.storage import ObjectStore, create_store
@@ -79,7 +81,15 @@ async def build_workers(
     http = httpx.AsyncClient(timeout=settings.http_timeout_s)
     downloads: httpx.AsyncClient | None = None
     try:
-        client = client or await connect(settings)
+        if client is None:
+            configure_tracing(
+                service_name="reelflow-worker",
+                endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            )
+            runtime = serve_worker_metrics(
+                host=settings.worker_metrics_host, port=settings.worker_metrics_port
+            )
+            client = await connect(settings, runtime=runtime)
         store = create_store(settings)
         trusted, output_hosts, input_hosts = _download_rules(settings, store)
         # URLs from providers and plans are fetched by a client of their own that connects only

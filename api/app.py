@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from api.schemas import ProblemList
 from api.services import open_services
 from reelflow.auth import is_loopback
 from reelflow.config import Settings, get_settings
+from reelflow.metrics import configure_tracing, instrument_app
 from reelflow.plan import PlanInvalid
 
 __all__ = ["create_app"]
@@ -81,6 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             [(_loc_path(tuple(item["loc"])), item["msg"]) for item in error.errors()],
         )
 
+    if configure_tracing(
+        service_name="reelflow-api", endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    ):
+        instrument_app(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_plan_bytes)
     # Every 422 is a ProblemList (the handlers above, and BodySizeLimit on any route), never
     # FastAPI's default HTTPValidationError, which the schema would otherwise declare.

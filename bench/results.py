@@ -115,7 +115,8 @@ def _median(values: list[float]) -> float:
 
 
 def summarise(runs: list[list[Figure]]) -> list[Summary]:
-    """Medians over runs of every figure, in the order the first run produced them."""
+    """Medians over runs of every figure, scenario by scenario (a scenario's figures in the
+    order they were produced, whichever run produced them first)."""
     order: list[tuple[str, str]] = []
     grouped: dict[tuple[str, str], list[Figure]] = {}
     for figures in runs:
@@ -125,6 +126,11 @@ def summarise(runs: list[list[Figure]]) -> list[Summary]:
                 order.append(key)
                 grouped[key] = []
             grouped[key].append(figure)
+    scenarios: list[str] = []
+    for scenario, _ in order:
+        if scenario not in scenarios:
+            scenarios.append(scenario)
+    order.sort(key=lambda key: scenarios.index(key[0]))
     summaries = []
     for key in order:
         figures = grouped[key]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from reelflow.config import Settings
+from reelflow.metrics import temporal_interceptors
 
 __all__ = [
     "connect",
@@ -15,9 +17,15 @@ __all__ = [
 ]
 
 
-async def connect(settings: Settings) -> Client:
-    """Connect to the configured Temporal frontend."""
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """Connect to the configured Temporal frontend (traced when tracing is on; with `runtime`,
+    the SDK's metrics go where that runtime exports them)."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        runtime=runtime,
+        interceptors=temporal_interceptors(),
+    )
 
 
 def execution_workflow_id(execution_id: str) -> str:

@@ -178,6 +178,7 @@ async def settings(
         # Long enough that webhook tests prove the webhook, not the safety net, finished them.
         webhook_safety_poll_s=60,
         webhook_token_secret=WEBHOOK_SECRET,
+        worker_metrics_port=free_port(),
         # Rate limits are the provider's business; tests push hundreds of jobs through.
         replicate_activities_per_second=100,
         fal_activities_per_second=100,

@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from api.deps import UNAUTHORIZED, ServicesDep, TenantDep
@@ -146,6 +146,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 async def list_executions(
     services: ServicesDep,
     tenant: TenantDep,
+    request: Request,
     status_: Annotated[
         Literal["queued", "running", "completed", "failed", "canceled"] | None,
         Query(alias="status"),
@@ -154,6 +155,17 @@ async def list_executions(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> ExecutionPage:
     """Executions, newest first, with cursor pagination that stays stable as new ones arrive."""
+    repeated = [
+        n for n in ("status", "limit", "cursor") if len(request.query_params.getlist(n)) > 1
+    ]
+    if repeated:
+        # FastAPI would silently keep the last value; an ambiguous query is refused instead.
+        raise RequestValidationError(
+            [
+                {"loc": ("query", name), "msg": "given more than once", "type": "value_error"}
+                for name in repeated
+            ]
+        )
     before = _decode_cursor(cursor) if cursor else None
     async with services.db.session() as session:
         rows = await repository.list_executions(

@@ -53,7 +53,7 @@ async def _paced(call: Callable[[], Awaitable[object]], seconds: float) -> list[
 
 async def run(bench: Bench) -> None:
     """Back-to-back and paced readers of one big status, and of the floor's query."""
-    requests, paced_s = (300, 4.0) if bench.quick else (1000, 6.0)
+    requests, paced_s = (300, 4.0) if bench.quick else (800, 6.0)
     # The floor's workflow is built at the same time; it stays open until released.
     handle = await bench.temporal.start_workflow(
         FloorWorkflow.run,

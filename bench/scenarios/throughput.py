@@ -71,7 +71,7 @@ async def _saturate(
     result = await saturate(
         one,
         in_flight=in_flight,
-        window_s=10.0 if bench.quick else 20.0,
+        window_s=10.0 if bench.quick else 15.0,
         on_start=start,
         on_end=end,
         warm_s=warm_s,
@@ -117,7 +117,7 @@ async def run(bench: Bench) -> None:
     async def fanout() -> None:
         await bench.run_execution([seedance_job(f"clip{i}") for i in range(_FANOUT_JOBS)])
 
-    warm = 5.0 if bench.quick else 8.0
+    warm = 5.0
     *_, (start, end) = await _saturate(bench, fanout, _FANOUT_IN_FLIGHT, warm_s=warm)
     jobs = await bench.db.fetchval(
         "SELECT count(*) FROM execution_jobs WHERE status = 'completed'"

@@ -46,7 +46,7 @@ async def run(bench: Bench) -> None:
             "replicate": {"generation_seconds": _PROVIDER_SECONDS},
         }
     )
-    counts = {1: 8, 20: 40} if bench.quick else {1: 24, 20: 80}
+    counts = {1: 8, 20: 40} if bench.quick else {1: 24, 20: 60}
     try:
         for concurrency, count in counts.items():
             ids: list[str] = []
