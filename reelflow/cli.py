@@ -8,6 +8,7 @@ import json
 import signal
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -496,6 +497,23 @@ def list_executions(
         console.print("more: use --all, or a larger --limit")
 
 
+def _request(
+    api: str | None,
+    api_key: str | None,
+    call: Callable[[ReelflowClient], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """One API call with the CLI's connection options; errors end the command."""
+
+    async def run() -> dict[str, Any]:
+        async with ReelflowClient(_api_url(api), api_key=api_key) as client:
+            return await call(client)
+
+    try:
+        return asyncio.run(run())
+    except (ApiError, httpx.HTTPError) as error:
+        raise _fail(error) from error
+
+
 @app.command()
 def cancel(
     execution_id: str,
@@ -505,14 +523,7 @@ def cancel(
 ) -> None:
     """Cancel a running execution (its provider jobs are cancelled at the providers)."""
 
-    async def send() -> dict[str, Any]:
-        async with ReelflowClient(_api_url(api), api_key=api_key) as client:
-            return await client.cancel(execution_id)
-
-    try:
-        result = asyncio.run(send())
-    except (ApiError, httpx.HTTPError) as error:
-        raise _fail(error) from error
+    result = _request(api, api_key, lambda client: client.cancel(execution_id))
     if as_json:
         print(json.dumps(result, indent=2))
     else:
@@ -528,14 +539,7 @@ def status(
 ) -> None:
     """Show an execution and its jobs."""
 
-    async def fetch() -> dict[str, Any]:
-        async with ReelflowClient(_api_url(api), api_key=api_key) as client:
-            return await client.status(execution_id)
-
-    try:
-        result = asyncio.run(fetch())
-    except (ApiError, httpx.HTTPError) as error:
-        raise _fail(error) from error
+    result = _request(api, api_key, lambda client: client.status(execution_id))
     if as_json:
         print(json.dumps(result, indent=2))
     else:
