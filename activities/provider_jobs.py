@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from reelflow.db import repository
 from reelflow.db.engine import Database
@@ -243,6 +243,8 @@ class ProviderJobActivities:
             raise ApplicationError(
                 f"provider job {poll.provider_job_id} is {snapshot.provider_status}",
                 type=JOB_STILL_RUNNING,
+                # Expected on every poll but the last: no warning and traceback each time.
+                category=ApplicationErrorCategory.BENIGN,
             )
         return snapshot
 
