@@ -1,6 +1,6 @@
-"""Metrics and search attributes, through the real system: the API's `GET /metrics`, the worker's
-metrics port (reelflow's metrics and the Temporal SDK's), and visibility queries on the search
-attributes the workflows carry.
+"""Metrics, tracing and search attributes, through the real system: the API's `GET /metrics`, the
+worker's metrics port (reelflow's metrics and the Temporal SDK's), spans reaching an OTLP
+collector, and visibility queries on the search attributes the workflows carry.
 
 The API and the worker serve the whole session's counts, so each test compares a scrape taken
 before what it does with one taken after.
