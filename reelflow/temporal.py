@@ -6,7 +6,6 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 
 from reelflow.config import Settings
-from reelflow.metrics import temporal_interceptors
 
 __all__ = [
     "connect",
@@ -20,6 +19,10 @@ __all__ = [
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     """Connect to the configured Temporal frontend (traced when tracing is on; with `runtime`,
     the SDK's metrics go where that runtime exports them)."""
+    # Imported here: workflow modules import this module for its ids and queue names, and the
+    # sandbox should not load prometheus-client and OpenTelemetry for them.
+    from reelflow.metrics import temporal_interceptors
+
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
