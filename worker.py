@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -84,7 +83,7 @@ async def build_workers(
         if client is None:
             configure_tracing(
                 service_name="reelflow-worker",
-                endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+                endpoint=settings.otel_exporter_otlp_endpoint,
             )
             runtime = serve_worker_metrics(
                 host=settings.worker_metrics_host, port=settings.worker_metrics_port

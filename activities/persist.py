@@ -97,7 +97,7 @@ class PersistActivities:
                     extension=extension,
                 )
                 public_url = await self._store.put_file(
-                    key=key, path=spool, content_type=content_type
+                    key=key, path=spool, content_type=content_type, consume=True
                 )
                 logger.info("[AsyncJobCompletion] Uploaded to CDN: %s", public_url)
                 BYTES_REHOSTED.labels(job.provider).inc(fetched.size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -84,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     if configure_tracing(
-        service_name="reelflow-api", endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        service_name="reelflow-api", endpoint=settings.otel_exporter_otlp_endpoint
     ):
         instrument_app(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_plan_bytes)

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # Tracing: OTLP/HTTP collector (`http://otel-collector:4318`) of the API's and the worker's
+    # spans; unset or empty means no tracing. The standard OpenTelemetry variable name.
+    otel_exporter_otlp_endpoint: str | None = None
 
     # Jobs of one execution running at once; the rest wait for a free slot.
     max_parallel_jobs: int = Field(default=50, ge=1, le=1000)

@@ -10,8 +10,9 @@ its own registry:
   serves the Temporal SDK's own metrics (`temporal_*`): the SDK exports them on a loopback port
   of its own, and a collector copies them into each scrape, so one port serves both.
 
-Tracing is off unless an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT`); then spans
-go over OTLP/HTTP from FastAPI's requests and from Temporal's client, workflow and activity calls
+Tracing is off unless an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT`, read into
+`Settings.otel_exporter_otlp_endpoint`); then spans go over OTLP/HTTP from FastAPI's requests and
+from Temporal's client, workflow and activity calls
 (`temporalio.contrib.opentelemetry.TracingInterceptor`), linked across processes.
 """
 

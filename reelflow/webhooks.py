@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from enum import StrEnum
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -139,20 +140,19 @@ async def _receive(
         snapshot.provider_status,
     )
     async with db.session() as session:
-        seen = await repository.delivery_seen(
-            session=session, provider=provider.name, delivery_id=delivery_id
-        )
-    if seen:
-        return WebhookOutcome.DUPLICATE
-    outcome = await _act(temporal, task_queue, db, job, snapshot)
-    # Remembered only once handled: a delivery that failed half-way is redelivered and retried.
-    async with db.session() as session:
-        await repository.record_delivery(
+        # Claimed before acting and remembered only if the transaction commits: a concurrent
+        # redelivery waits on the claim and is then a duplicate; a delivery that failed
+        # half-way is rolled back, redelivered and retried.
+        if not await repository.claim_delivery(
             session=session,
             provider=provider.name,
             delivery_id=delivery_id,
             job_record_id=job_record_id,
-            outcome=outcome.value,
+        ):
+            return WebhookOutcome.DUPLICATE
+        outcome = await _act(temporal, task_queue, session, job, snapshot)
+        await repository.set_delivery_outcome(
+            session=session, provider=provider.name, delivery_id=delivery_id, outcome=outcome.value
         )
     return outcome
 
@@ -166,7 +166,7 @@ def _delivery_id(headers: Mapping[str, str], body: bytes) -> str:
 async def _act(
     temporal: Client,
     task_queue: str,
-    db: Database,
+    session: AsyncSession,
     job: ExecutionJob,
     snapshot: ProviderSnapshot,
 ) -> WebhookOutcome:
@@ -175,14 +175,12 @@ async def _act(
         # `start` webhook can beat the create response, and the worker may have died in
         # between): record it now, first one wins, so a retried start adopts it rather than
         # creating a second, billed job.
-        async with db.session() as session:
-            recorded = await repository.record_provider_job(
-                session=session,
-                job_record_id=job.id,
-                snapshot=snapshot,
-                waiting_strategy=WaitingStrategy(job.waiting_strategy or "polling"),
-            )
-        job.provider_job_id = recorded
+        job.provider_job_id = await repository.record_provider_job(
+            session=session,
+            job_record_id=job.id,
+            snapshot=snapshot,
+            waiting_strategy=WaitingStrategy(job.waiting_strategy or "polling"),
+        )
     if snapshot.provider_job_id != job.provider_job_id:
         # Signed by the provider but about another provider job: a duplicate created by a
         # retried start, or a delivery replayed at another job's URL.
@@ -196,10 +194,9 @@ async def _act(
             await _cancel_orphan(temporal, task_queue, job, snapshot.provider_job_id)
         return WebhookOutcome.UNTRACKED
     if not snapshot.state.terminal:
-        async with db.session() as session:
-            await repository.record_provider_progress(
-                session=session, job_record_id=job.id, snapshot=snapshot
-            )
+        await repository.record_provider_progress(
+            session=session, job_record_id=job.id, snapshot=snapshot
+        )
         return WebhookOutcome.PROGRESS
     handle = temporal.get_workflow_handle(job_workflow_id(job.id))
     try:

@@ -145,7 +145,7 @@ async def test_create_by_model_posts_to_model_predictions_with_webhook_and_filte
     assert json.loads(request.content) == {
         "input": {"prompt": "a fox", "duration": 5},
         "webhook": "https://reelflow.test/api/webhooks/job/j1",
-        "webhook_events_filter": ["start", "output", "logs", "completed"],
+        "webhook_events_filter": ["start", "logs", "completed"],
     }
     assert snapshot.provider_job_id == "ufawqhfynnddngldkgtslldrkq"
     assert snapshot.state is ProviderState.QUEUED

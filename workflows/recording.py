@@ -1,4 +1,9 @@
-"""Workflow-side helpers that write state transitions through the record activities."""
+"""Workflow-side helpers that write state transitions through the record activities.
+
+They run as local activities: a transition is a short database write on the workflow's own
+worker, so it needs no round trip through the server's activity queue (one history marker
+instead of three events, and the status API sees the change tens of milliseconds sooner).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ _DATABASE_WRITE = RetryPolicy(
 
 async def record_job(update: JobUpdate) -> None:
     """Write a job's transition to the database."""
-    await workflow.execute_activity_method(
+    await workflow.execute_local_activity_method(
         RecordActivities.record_job,
         update,
         start_to_close_timeout=timedelta(seconds=30),
@@ -31,7 +36,7 @@ async def record_job(update: JobUpdate) -> None:
 
 async def record_execution(update: ExecutionUpdate) -> None:
     """Write an execution's transition to the database."""
-    await workflow.execute_activity_method(
+    await workflow.execute_local_activity_method(
         RecordActivities.record_execution,
         update,
         start_to_close_timeout=timedelta(seconds=30),

@@ -26,8 +26,8 @@ __all__ = [
     "apply_execution_update",
     "apply_job_update",
     "count_jobs",
-    "delivery_seen",
-    "record_delivery",
+    "claim_delivery",
+    "set_delivery_outcome",
     "list_executions",
     "get_execution",
     "get_execution_by_idempotency_key",
@@ -126,25 +126,41 @@ async def get_job(*, session: AsyncSession, job_record_id: str) -> ExecutionJob 
     return await session.get(ExecutionJob, job_record_id)
 
 
-async def delivery_seen(*, session: AsyncSession, provider: str, delivery_id: str) -> bool:
-    """Whether this webhook delivery was handled before."""
-    return await session.get(WebhookDelivery, (provider, delivery_id)) is not None
+async def claim_delivery(
+    *, session: AsyncSession, provider: str, delivery_id: str, job_record_id: str
+) -> bool:
+    """Claim a webhook delivery for handling; False when it was handled (or is being handled,
+    in which case this waits for that transaction) before.
 
-
-async def record_delivery(
-    *, session: AsyncSession, provider: str, delivery_id: str, job_record_id: str, outcome: str
-) -> None:
-    """Remember a handled webhook delivery (a concurrent duplicate keeps the first record)."""
-    await session.execute(
+    The claim holds until the session's transaction ends: rolled back, it is released for a
+    redelivery.
+    """
+    claimed = await session.execute(
         insert(WebhookDelivery)
         .values(
             provider=provider,
             delivery_id=delivery_id,
             job_record_id=job_record_id,
-            outcome=outcome,
+            outcome="claimed",
             received_at=utcnow(),
         )
         .on_conflict_do_nothing()
+        .returning(col(WebhookDelivery.delivery_id))
+    )
+    return claimed.first() is not None
+
+
+async def set_delivery_outcome(
+    *, session: AsyncSession, provider: str, delivery_id: str, outcome: str
+) -> None:
+    """Record what became of a claimed delivery."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(
+            col(WebhookDelivery.provider) == provider,
+            col(WebhookDelivery.delivery_id) == delivery_id,
+        )
+        .values(outcome=outcome)
     )
 
 

@@ -72,7 +72,9 @@ _STATES: Final[Mapping[str, ProviderState]] = {
     # Terminal; FAILED rather than CANCELED for the reason in the module docstring.
     "aborted": ProviderState.FAILED,
 }
-_WEBHOOK_EVENTS: Final = ("start", "output", "logs", "completed")
+# No `output`: a video model's one output arrives with `completed`, and at completion an
+# `output` delivery would carry the same terminal state, costing a second webhook and signal.
+_WEBHOOK_EVENTS: Final = ("start", "logs", "completed")
 # `owner/name` or `owner/name:version` (a version id is 64 hex digits).
 _MODEL_PATH: Final = re.compile(r"([\w.-]+)/([\w.-]+)(?::(\w+))?", re.ASCII)
 # A fetched secret younger than this is current: re-fetching it on every bad signature would let
@@ -134,7 +136,7 @@ class ReplicateProvider:
             model_path: `owner/name` for an official model (its latest version) or
                 `owner/name:version` for a pinned version.
             inputs: The model's input.
-            webhook_url: Where Replicate should send start, output, logs and completed events;
+            webhook_url: Where Replicate should send start, logs and completed events;
                 None when the caller polls.
 
         Returns:

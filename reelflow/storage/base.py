@@ -124,7 +124,9 @@ class ObjectStore(Protocol):
     retried write overwrites the same object rather than adding one.
     """
 
-    async def put_file(self, *, key: str, path: Path, content_type: str) -> str:
+    async def put_file(
+        self, *, key: str, path: Path, content_type: str, consume: bool = False
+    ) -> str:
         """Store a complete local file under `key`, replacing any object already there.
 
         The file is streamed (multipart for S3), never read into memory whole. Readers never see a
@@ -134,6 +136,8 @@ class ObjectStore(Protocol):
             key: Destination key.
             path: The local file to upload; it must be fully written.
             content_type: MIME type served with the object, e.g. `video/mp4`.
+            consume: The caller gives `path` up: the store may move it into place rather than
+                copy it (a local store on the same filesystem does), so it may be gone after.
 
         Returns:
             The object's public URL (`public_url(key)`).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import mimetypes
 import os
@@ -59,8 +60,11 @@ class LocalStore:
         """The key of `{public_base_url}/{key}`; None for any other URL."""
         return key_under(self._public_base_url, url)
 
-    async def put_file(self, *, key: str, path: Path, content_type: str) -> str:
-        """Copy `path` to `root/key` atomically and return the public URL."""
+    async def put_file(
+        self, *, key: str, path: Path, content_type: str, consume: bool = False
+    ) -> str:
+        """Copy `path` to `root/key` atomically and return the public URL; with `consume`, move
+        it there instead when it is on the same filesystem (no second write of the bytes)."""
         destination = self._path(key)
         guessed, _ = mimetypes.guess_type(key)
         if guessed != content_type:
@@ -71,7 +75,7 @@ class LocalStore:
                 content_type,
                 guessed or "no type",
             )
-        await asyncio.to_thread(self._put_sync, path, destination)
+        await asyncio.to_thread(self._put_sync, path, destination, consume)
         logger.debug("Stored %s in %s", key, self._root)
         return self.public_url(key)
 
@@ -98,12 +102,13 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         return self._root / validate_key(key)
 
-    def _put_sync(self, source: Path, destination: Path) -> None:
+    def _put_sync(self, source: Path, destination: Path, consume: bool) -> None:
         # Opened outside the `try`: a problem with the caller's file is its OSError, not ours.
         with source.open("rb") as src:
             try:
                 destination.parent.mkdir(parents=True, exist_ok=True)
-                _atomic_write(src, destination)
+                if not (consume and _move_into_place(src, source, destination)):
+                    _atomic_write(src, destination)
             except OSError as exc:
                 raise StorageError(f"cannot write {destination}: {exc}") from exc
 
@@ -129,6 +134,22 @@ class LocalStore:
             raise StorageMisconfigured(
                 f"local storage directory {self._root} is not usable: {exc}"
             ) from exc
+
+
+def _move_into_place(src: BinaryIO, source: Path, destination: Path) -> bool:
+    """Rename `source` (open as `src`) to `destination`; False when they are on different
+    filesystems and the bytes must be copied after all."""
+    # As `_atomic_write`: published readable by whoever serves the directory, and on disk
+    # before the rename makes it visible.
+    os.fchmod(src.fileno(), 0o644)
+    os.fsync(src.fileno())
+    try:
+        os.replace(source, destination)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            return False
+        raise
+    return True
 
 
 def _atomic_write(src: BinaryIO, destination: Path) -> None:

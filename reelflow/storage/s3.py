@@ -173,8 +173,13 @@ class S3Store:
         """The key of a URL `public_url` returns (CDN or bucket URL); None for any other URL."""
         return key_under(self._url_base, url)
 
-    async def put_file(self, *, key: str, path: Path, content_type: str) -> str:
-        """Upload `path` (multipart above `MULTIPART_CHUNK_BYTES`) and return the public URL."""
+    async def put_file(
+        self, *, key: str, path: Path, content_type: str, consume: bool = False
+    ) -> str:
+        """Upload `path` (multipart above `MULTIPART_CHUNK_BYTES`) and return the public URL.
+
+        `consume` changes nothing: an upload is a copy whatever the caller does with `path`.
+        """
         validate_key(key)
         try:
             await asyncio.to_thread(
