@@ -96,14 +96,15 @@ async def build_workers(
         downloads = guarded_client(trusted_origins=trusted, timeout=settings.http_timeout_s)
         providers = build_providers(settings, http, image_http=downloads, image_hosts=input_hosts)
         provider_jobs = ProviderJobActivities(db=db, providers=providers)
+        records = RecordActivities(db=db)
         persist = PersistActivities(
             http=downloads,
             store=store,
             providers=providers,
             allowed_hosts=output_hosts,
             max_output_bytes=settings.max_output_bytes,
+            records=records,
         )
-        records = RecordActivities(db=db)
         media = MediaActivities(
             http=downloads,
             store=store,

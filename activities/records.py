@@ -41,6 +41,10 @@ class RecordActivities:
     @activity.defn(name="record_job_update")
     async def record_job(self, update: JobUpdate) -> None:
         """Write a job's new status (with outputs or error); a completed job gets its cost."""
+        await self.write_job_update(update)
+
+    async def write_job_update(self, update: JobUpdate) -> None:
+        """What `record_job` does, for activities that finish a job themselves."""
         async with self._db.session() as session:
             job = None
             if update.status in _COUNTED:

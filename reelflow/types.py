@@ -228,6 +228,10 @@ class PersistInput:
     """Provider the outputs come from (some need auth to download)."""
     output_urls: list[str]
     """Provider URLs to fetch."""
+    provider_status: str | None = None
+    """The provider's final status word, recorded with the outputs."""
+    compute_seconds: float | None = None
+    """Compute time the provider reported, recorded with the outputs."""
 
 
 @dataclass

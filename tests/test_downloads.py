@@ -29,6 +29,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.downloads import download
 from activities.media import MediaActivities
 from activities.persist import PersistActivities
+from activities.records import RecordActivities
+from reelflow.db.engine import Database
 from reelflow.emulator.render import render_mp4
 from reelflow.netguard import (
     VIDEO,
@@ -657,7 +659,7 @@ def store(tmp_path: Path) -> LocalStore:
 
 
 async def test_persist_stores_an_output_from_an_allowed_origin_and_refuses_other_hosts(
-    origin: str, server: _Server, store: LocalStore, nets: list[Net]
+    origin: str, server: _Server, store: LocalStore, nets: list[Net], db: Database
 ) -> None:
     net = Net(trusted=[origin])
     nets.append(net)
@@ -669,6 +671,7 @@ async def test_persist_stores_an_output_from_an_allowed_origin_and_refuses_other
             "replicate": HostAllowlist("replicate outputs", REPLICATE_HOSTS, origins=[origin])
         },
         max_output_bytes=10**7,
+        records=RecordActivities(db=db),
     )
 
     result = await ActivityEnvironment().run(
@@ -691,7 +694,7 @@ async def test_persist_stores_an_output_from_an_allowed_origin_and_refuses_other
 
 
 async def test_persist_refuses_an_output_that_is_neither_video_nor_image(
-    origin: str, store: LocalStore, nets: list[Net]
+    origin: str, store: LocalStore, nets: list[Net], db: Database
 ) -> None:
     net = Net(trusted=[origin])
     nets.append(net)
@@ -701,6 +704,7 @@ async def test_persist_refuses_an_output_that_is_neither_video_nor_image(
         providers={"replicate": PublicProvider()},  # type: ignore[dict-item]
         allowed_hosts={"replicate": HostAllowlist("replicate outputs", origins=[origin])},
         max_output_bytes=10**7,
+        records=RecordActivities(db=db),
     )
     with pytest.raises(ApplicationError, match="text/html, not a video or an image") as caught:
         await ActivityEnvironment().run(

@@ -24,7 +24,9 @@ import activities.media as media_activities
 from activities.downloads import download
 from activities.media import MediaActivities
 from activities.persist import PersistActivities
+from activities.records import RecordActivities
 from reelflow import media
+from reelflow.db.engine import Database
 from reelflow.emulator.render import VIDEO_CODEC, render_mp4
 from reelflow.media import MediaError, concat, probe, thumbnail
 from reelflow.netguard import VIDEO, HostAllowlist
@@ -613,7 +615,7 @@ class KeyedProvider:
 
 
 async def test_persist_follows_redirects_sending_the_key_to_the_api_host_only(
-    store: LocalStore, tmp_path: Path
+    store: LocalStore, tmp_path: Path, db: Database
 ) -> None:
     # A real video: persist probes what it stores, so that an unplayable output fails the job.
     video = render(tmp_path / "v.mp4", seconds=0.5).read_bytes()
@@ -631,6 +633,7 @@ async def test_persist_follows_redirects_sending_the_key_to_the_api_host_only(
         providers={"veo": KeyedProvider()},  # type: ignore[dict-item]
         allowed_hosts=OUTPUT_HOSTS,
         max_output_bytes=10**6,
+        records=RecordActivities(db=db),
     )
     result = await ActivityEnvironment().run(
         persist.persist,
@@ -675,6 +678,7 @@ async def test_persist_download_failures_keep_their_types_and_retryability(
     error_type: str,
     retryable: bool,
     message: str,
+    db: Database,
 ) -> None:
     persist = PersistActivities(
         http=httpx.AsyncClient(transport=httpx.MockTransport(lambda _: respond())),
@@ -682,6 +686,7 @@ async def test_persist_download_failures_keep_their_types_and_retryability(
         providers={"veo": KeyedProvider()},  # type: ignore[dict-item]
         allowed_hosts=OUTPUT_HOSTS,
         max_output_bytes=1000,
+        records=RecordActivities(db=db),
     )
     with pytest.raises(ApplicationError, match=re.escape(message)) as caught:
         await ActivityEnvironment().run(

@@ -98,12 +98,21 @@ class Provider:
 
         @activity.defn(name="persist_outputs")
         async def persist(job: PersistInput) -> PersistResult:
-            return PersistResult(
-                [
-                    StoredOutput(f"https://cdn/{url}", "k", "video/mp4", 10, "0" * 64)
-                    for url in job.output_urls
-                ]
+            outputs = [
+                StoredOutput(f"https://cdn/{url}", "k", "video/mp4", 10, "0" * 64)
+                for url in job.output_urls
+            ]
+            # As the real activity: the job's completion is recorded with its outputs.
+            self.jobs.append(
+                JobUpdate(
+                    job.job_record_id,
+                    JobStatus.COMPLETED,
+                    provider_status=job.provider_status,
+                    outputs=outputs,
+                    compute_seconds=job.compute_seconds,
+                )
             )
+            return PersistResult(outputs)
 
         @activity.defn(name="record_job_update")
         async def record_job(update: JobUpdate) -> None:

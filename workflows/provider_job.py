@@ -215,7 +215,12 @@ class ProviderJobWorkflow:
             persisted = await workflow.execute_activity_method(
                 PersistActivities.persist,
                 PersistInput(
-                    job.job_record_id, job.execution_id, job.provider, snapshot.output_urls
+                    job.job_record_id,
+                    job.execution_id,
+                    job.provider,
+                    snapshot.output_urls,
+                    provider_status=snapshot.provider_status,
+                    compute_seconds=snapshot.compute_seconds,
                 ),
                 start_to_close_timeout=timedelta(minutes=30),
                 heartbeat_timeout=timedelta(seconds=60),
@@ -228,15 +233,7 @@ class ProviderJobWorkflow:
                 provider_status=snapshot.provider_status,
                 error=f"storing the output failed: {failure_message(error)}",
             )
-        await record_job(
-            JobUpdate(
-                job.job_record_id,
-                JobStatus.COMPLETED,
-                provider_status=snapshot.provider_status,
-                outputs=persisted.outputs,
-                compute_seconds=snapshot.compute_seconds,
-            )
-        )
+        # The persist activity recorded the completion with the outputs.
         self._status = JobStatus.COMPLETED
         return JobOutcome(job.job_record_id, JobStatus.COMPLETED, outputs=persisted.outputs)
 
