@@ -27,7 +27,7 @@ from reelflow.metrics import configure_tracing, serve_worker_metrics
 from reelflow.netguard import HostAllowlist, guarded_client, split_list
 from reelflow.providers import build_providers
 from reelflow.storage import ObjectStore, create_store
-from reelflow.temporal import connect, media_task_queue, provider_task_queue
+from reelflow.temporal import connect, media_task_queue, provider_task_queue, workflow_runner
 from workflows.execution import ExecutionWorkflow
 from workflows.orphan import CancelOrphanWorkflow
 from workflows.provider_job import ProviderJobWorkflow
@@ -116,6 +116,7 @@ async def build_workers(
             Worker(
                 client,
                 task_queue=settings.task_queue,
+                workflow_runner=workflow_runner(),
                 # Retention is registered even when off, so a schedule left from earlier runs.
                 workflows=[
                     ExecutionWorkflow,

@@ -23,7 +23,7 @@ from reelflow.db import repository
 from reelflow.db.engine import Database
 from reelflow.db.models import Execution, ExecutionJob
 from reelflow.embedded import temporal_binary
-from reelflow.temporal import provider_task_queue
+from reelflow.temporal import provider_task_queue, workflow_runner
 from reelflow.types import (
     JobStatus,
     PersistInput,
@@ -150,6 +150,7 @@ async def _run(env: WorkflowEnvironment, db: Database, provider: SlowProvider) -
             env.client,
             task_queue=queue,
             workflows=[ProviderJobWorkflow],
+            workflow_runner=workflow_runner(),
             activities=[persist_nothing, records.record_job, records.record_execution],
         ),
         Worker(

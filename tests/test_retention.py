@@ -39,6 +39,7 @@ from reelflow.retention import (
     purge_finished_executions,
 )
 from reelflow.storage import LocalStore, StorageUnavailable
+from reelflow.temporal import workflow_runner
 from reelflow.types import StoredOutput
 from workflows.retention import (
     RETENTION_SCHEDULE_ID,
@@ -451,6 +452,7 @@ async def test_the_retention_workflow_runs_the_activity_on_a_real_server(
         temporal_env.client,
         task_queue=queue,
         workflows=[RetentionWorkflow],
+        workflow_runner=workflow_runner(),
         activities=[activities.purge_finished_executions],
     ):
         report = await temporal_env.client.execute_workflow(
@@ -476,6 +478,7 @@ async def test_the_retention_workflow_fails_at_once_on_invalid_input(
         temporal_env.client,
         task_queue=queue,
         workflows=[RetentionWorkflow],
+        workflow_runner=workflow_runner(),
         activities=[activities.purge_finished_executions],
     ):
         with pytest.raises(WorkflowFailureError) as failure:

@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from activities.provider_jobs import JOB_STILL_RUNNING
 from reelflow.embedded import temporal_binary
-from reelflow.temporal import provider_task_queue
+from reelflow.temporal import provider_task_queue, workflow_runner
 from reelflow.types import (
     CancelInput,
     ExecutionInput,
@@ -158,6 +158,7 @@ async def worker_for(client: Client, provider: Provider) -> AsyncIterator[str]:
             client,
             task_queue=queue,
             workflows=[ProviderJobWorkflow, ExecutionWorkflow],
+            workflow_runner=workflow_runner(),
             activities=list(activities.values()),
         ),
         Worker(
