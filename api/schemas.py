@@ -158,21 +158,7 @@ class ExecutionStatusView(BaseModel):
     costUsd: float
     """Sum of the jobs' estimated costs so far."""
     jobs: list[JobView]
-
-    @classmethod
-    def of(cls, execution: Execution, jobs: list[ExecutionJob]) -> ExecutionStatusView:
-        """Build from database rows."""
-        return cls(
-            costUsd=float(sum(job.cost_usd for job in jobs if job.cost_usd is not None)),
-            executionId=execution.id,
-            status=execution.status,
-            metadata=execution.meta,
-            error=execution.error,
-            createdAt=execution.created_at,
-            updatedAt=execution.updated_at,
-            completedAt=execution.completed_at,
-            jobs=[JobView.of(job) for job in jobs],
-        )
+    """In plan order. The document is built by PostgreSQL (`reelflow.db.status`)."""
 
 
 class ExecutionSummary(BaseModel):

@@ -21,6 +21,7 @@ from api.schemas import (
     ProblemList,
 )
 from reelflow.db import repository
+from reelflow.db.status import execution_status_json
 from reelflow.executions import (
     ExecutionFinished,
     ExecutionNotFound,
@@ -81,18 +82,12 @@ async def execute(
     response_model=ExecutionStatusView,
     responses={404: {"model": ErrorDetail, "description": "No such execution"}},
 )
-async def execution_status(
-    services: ServicesDep, tenant: TenantDep, execution_id: str
-) -> ExecutionStatusView:
+async def execution_status(services: ServicesDep, tenant: TenantDep, execution_id: str) -> Response:
     """The execution and every job: status, provider tracking, outputs, errors."""
-    async with services.db.session() as session:
-        execution = await repository.get_execution(
-            session=session, execution_id=execution_id, tenant=tenant
-        )
-        if execution is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no execution {execution_id!r}")
-        jobs = await repository.list_execution_jobs(session=session, execution_id=execution_id)
-    return ExecutionStatusView.of(execution, jobs)
+    document = await execution_status_json(services.db, execution_id=execution_id, tenant=tenant)
+    if document is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no execution {execution_id!r}")
+    return Response(document, media_type="application/json")
 
 
 @router.post(
