@@ -19,10 +19,12 @@ help:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 from temporalio import activity
@@ -43,6 +45,7 @@ from reelflow.netguard import (
 __all__ = ["MAX_REDIRECTS", "Download", "HeadersFor", "download"]
 
 _HEARTBEAT_EVERY_S = 1.0
+_BATCH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,6 @@ async def download(
     """
     shown = redact_url(url)
     kind = noun[:1].upper() + noun[1:]
-    digest = hashlib.sha256()
-    size = 0
     try:
         async with open_checked(
             http, url, allowed=allowed, max_bytes=max_bytes, headers_for=headers_for
@@ -116,24 +117,74 @@ async def download(
                 )
             content_type = check_content_type(response, url, accept)
             with spool.open("wb") as file:
-                last_beat = 0.0
-                async for chunk in iter_capped(response, max_bytes=max_bytes, url=url):
-                    size += len(chunk)
-                    digest.update(chunk)
-                    file.write(chunk)
-                    # The SDK sends at most one heartbeat per interval anyway; calling it for
-                    # every chunk only costs CPU.
-                    now = time.monotonic()
-                    if now - last_beat >= _HEARTBEAT_EVERY_S:
-                        activity.heartbeat(size)
-                        last_beat = now
+                writer = _SpoolWriter(file)
+                try:
+                    last_beat = 0.0
+                    async for chunk in iter_capped(response, max_bytes=max_bytes, url=url):
+                        await writer.add(chunk)
+                        # The SDK sends at most one heartbeat per interval anyway; calling it
+                        # for every chunk only costs CPU.
+                        now = time.monotonic()
+                        if now - last_beat >= _HEARTBEAT_EVERY_S:
+                            activity.heartbeat(writer.size)
+                            last_beat = now
+                    sha256 = await writer.finish()
+                finally:
+                    await writer.settle()
     except DownloadRefused as refused:
         raise _refusal(refused, noun=noun, kind=kind, shown=shown) from None
     except httpx.HTTPError as error:
         raise ApplicationError(
             f"downloading {shown} failed: {type(error).__name__}", type="DownloadFailed"
         ) from None
-    return Download(content_type=content_type, size=size, sha256=digest.hexdigest())
+    return Download(content_type=content_type, size=writer.size, sha256=sha256)
+
+
+class _SpoolWriter:
+    """Hashes and writes a body in a worker thread while the event loop reads what follows.
+
+    Chunks are handed over in batches of `_BATCH_BYTES`, one batch in the thread at a time, so
+    no more than two batches are ever held in memory, however big the body.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._digest = hashlib.sha256()
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._writing: asyncio.Future[None] | None = None
+        self.size = 0
+        """Bytes received so far."""
+
+    async def add(self, chunk: bytes) -> None:
+        """Take the next chunk of the body."""
+        self._batch.append(chunk)
+        self._batch_bytes += len(chunk)
+        self.size += len(chunk)
+        if self._batch_bytes >= _BATCH_BYTES:
+            await self._hand_over()
+
+    async def finish(self) -> str:
+        """Write what is left; the body's hex SHA-256."""
+        await self._hand_over()
+        await self.settle()
+        return self._digest.hexdigest()
+
+    async def settle(self) -> None:
+        """Wait for the batch in the thread, if any: the file must not close under it."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
+    async def _hand_over(self) -> None:
+        await self.settle()
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        self._writing = asyncio.get_running_loop().run_in_executor(None, self._write, batch)
+
+    def _write(self, batch: list[bytes]) -> None:
+        for chunk in batch:
+            self._digest.update(chunk)
+            self._file.write(chunk)
 
 
 def _refusal(refused: DownloadRefused, *, noun: str, kind: str, shown: str) -> ApplicationError:

@@ -40,10 +40,11 @@ import ipaddress
 import mimetypes
 import re
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -74,8 +75,10 @@ __all__ = [
 MAX_REDIRECTS: Final = 5
 """Redirect hops followed before giving up."""
 
-CHUNK_BYTES: Final = 1024 * 1024
-"""Size of the chunks `iter_capped` yields."""
+READ_BYTES: Final = 1024 * 1024
+"""Most bytes one read of a guarded connection takes from its socket buffer: httpcore asks for
+64 KiB at a time, and at that size its per-read overhead, not the network, bounds a big
+download."""
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _MAX_SHOWN_URL: Final = 300
@@ -539,7 +542,7 @@ def _content_length(response: httpx.Response) -> int | None:
 async def iter_capped(
     response: httpx.Response, *, max_bytes: int, url: str
 ) -> AsyncIterator[bytes]:
-    """The (decoded) body of `response` in chunks of up to `CHUNK_BYTES`, refused once it grows
+    """The (decoded) body of `response` in chunks as they arrive, refused once it grows
     past `max_bytes` (so a missing or false `Content-Length`, or a compression bomb, cannot
     fill the disk).
 
@@ -548,7 +551,7 @@ async def iter_capped(
         httpx.HTTPError: reading failed.
     """
     size = 0
-    async for chunk in response.aiter_bytes(CHUNK_BYTES):
+    async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > max_bytes:
             raise DownloadRefused(
@@ -563,6 +566,33 @@ async def iter_capped(
 async def _getaddrinfo(host: str, port: int) -> list[str]:
     infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _BulkReads(httpcore.AsyncNetworkStream):
+    """A connection whose reads take up to `READ_BYTES` of what the socket has buffered."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max(max_bytes, READ_BYTES), timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _BulkReads(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
 
 
 class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
@@ -609,12 +639,14 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
             httpcore.ConnectTimeout: resolving or connecting took longer than `timeout`.
         """
         if (_normal_host(host), port) in self._trusted:
-            return await self._inner.connect_tcp(
-                host,
-                port,
-                timeout=timeout,
-                local_address=local_address,
-                socket_options=socket_options,
+            return _BulkReads(
+                await self._inner.connect_tcp(
+                    host,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
             )
         addresses = await self._lookup(host, port, timeout)
         for address in addresses:
@@ -625,12 +657,14 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         error: Exception = httpcore.ConnectError(f"{host} has no address")
         for address in addresses:
             try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
+                return _BulkReads(
+                    await self._inner.connect_tcp(
+                        address,
+                        port,
+                        timeout=timeout,
+                        local_address=local_address,
+                        socket_options=socket_options,
+                    )
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as failed:
                 error = failed

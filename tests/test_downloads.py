@@ -49,6 +49,8 @@ from reelflow.types import MediaJobInput, PersistInput
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 CLIP = b"\0\0\0\x18ftypmp42" + b"x" * 2000
+# Distinct bytes everywhere, so a batch written twice, lost or out of order changes the body.
+BIG = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(11 * 1024 * 1024 // 32 + 7))
 SECRET = "X-Amz-Signature=topsecret&X-Amz-Credential=AKIDEXAMPLE"
 REPLICATE_HOSTS = ["replicate.delivery", "*.replicate.delivery"]
 
@@ -102,6 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"\0" * 1024)
             self.close_connection = True
+        elif path == "/big.mp4":
+            self._send(200, BIG, "video/mp4")
         elif path == "/unsized":
             # No Content-Length: 3 MiB in chunks, so only counting can stop it.
             self.send_response(200)
@@ -294,6 +298,19 @@ async def test_an_explicitly_allowed_origin_is_downloaded_over_http(
     assert server.requests == ["/clip.mp4"]
     assert net.connections == [("127.0.0.1", server.server_address[1])]
     assert net.dns.lookups == []  # an allowed origin is connected to as it is
+
+
+async def test_a_body_of_many_batches_is_spooled_whole_and_in_order(
+    origin: str, nets: list[Net], tmp_path: Path
+) -> None:
+    # Bigger than the spool writer's batches and the connection's reads, and not a multiple.
+    net = Net(trusted=[origin])
+    nets.append(net)
+    allowed = HostAllowlist("media inputs", origins=[origin])
+
+    body, _ = await fetch(net, f"{origin}/big.mp4", tmp_path, allowed=allowed, max_bytes=len(BIG))
+
+    assert body == BIG
 
 
 async def test_octet_stream_takes_its_type_from_the_extension(
