@@ -231,14 +231,13 @@ class ProviderJobActivities:
         next_poll_at = None
         if not snapshot.state.terminal and not last:
             next_poll_at = repository.utcnow() + timedelta(seconds=poll.schedule.gap_after(attempt))
-        async with self._db.session() as session:
-            await repository.record_poll(
-                session=session,
-                job_record_id=poll.job_record_id,
-                attempt=attempt,
-                next_poll_at=next_poll_at,
-                snapshot=snapshot,
-            )
+        await repository.record_poll(
+            db=self._db,
+            job_record_id=poll.job_record_id,
+            attempt=attempt,
+            next_poll_at=next_poll_at,
+            snapshot=snapshot,
+        )
         if not snapshot.state.terminal:
             raise ApplicationError(
                 f"provider job {poll.provider_job_id} is {snapshot.provider_status}",

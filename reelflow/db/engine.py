@@ -35,10 +35,11 @@ class Database:
             yield session
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        """The first column of the first row of a read-only query, run on asyncpg itself.
+        """The first column of the first row of a query, run on asyncpg itself.
 
-        For hot reads whose cost would be SQLAlchemy's rather than the database's; the query
-        uses asyncpg's `$1` parameters.
+        For the hot paths, where SQLAlchemy's statement building and session would cost more
+        than the database (several milliseconds of CPU against a fraction of one). The query
+        uses asyncpg's `$1` parameters and commits on its own.
         """
         async with self.engine.connect() as connection:
             raw = await connection.get_raw_connection()
