@@ -42,7 +42,7 @@ class StackOptions:
     """How the stack is configured."""
 
     webhook_safety_poll_s: float | None = None
-    """`WEBHOOK_SAFETY_POLL_S`; None keeps reelflow's default (60 s)."""
+    """`WEBHOOK_SAFETY_POLL_S`; None keeps reelflow's default (300 s)."""
     keep_state: bool = False
     """Keep the state directory (logs, database, stored files) after the run."""
 

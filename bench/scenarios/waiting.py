@@ -3,7 +3,7 @@
 Many jobs wait on webhooks at once (1,000; 100 with `--quick`), as plans of 20 jobs (1,000
 single-job plans take minutes to submit on a loaded 2-core machine; a single-job plan adds one
 ExecutionWorkflow per job), whose provider takes an hour, so nothing arrives but the safety-net
-polls (`WEBHOOK_SAFETY_POLL_S`, 60 s by default; 10 s with `--quick`). Once every job has its
+polls (`WEBHOOK_SAFETY_POLL_S`, 300 s by default; 10 s with `--quick`). Once every job has its
 provider job, one safety interval is measured: every job polls once in it (the first poll is a
 timer firing, a workflow task and a poll activity; later ones are retries of the activity, with
 no workflow task). Reported: the worker's and the API's resident memory (highest of 1 s
@@ -26,6 +26,7 @@ from bench.floor.workflows import FloorWorkflow
 from bench.harness import Bench, seedance_job
 from bench.procs import rss_bytes
 from bench.results import Figure, Target
+from reelflow.config import Settings
 
 __all__ = ["NAME", "run"]
 
@@ -35,6 +36,7 @@ _PROVIDER_SECONDS = 3600.0
 _JOBS_PER_PLAN = 20
 _SUBMITTERS = 4
 _MB = 1e6
+_DEFAULT_SAFETY_POLL_S: float = Settings.model_fields["webhook_safety_poll_s"].default
 
 
 async def _ready(bench: Bench, count: int, timeout_s: float) -> None:
@@ -60,7 +62,7 @@ async def _polls(bench: Bench) -> int:
 async def run(bench: Bench) -> None:
     """Measure memory, idle CPU and safety-net calls with many jobs waiting."""
     count = 100 if bench.quick else 1000
-    safety_s = bench.stack.options.webhook_safety_poll_s or 60.0
+    safety_s = bench.stack.options.webhook_safety_poll_s or _DEFAULT_SAFETY_POLL_S
     pids = bench.stack.pids
     baseline = {name: rss_bytes(pids[name]) for name in ("worker", "api", "floor")}
     await bench.configure_emulator({"replicate": {"generation_seconds": _PROVIDER_SECONDS}})
