@@ -33,6 +33,7 @@ from reelflow.emulator import EmulatorConfig
 from reelflow.emulator import create_app as create_emulator_app
 from reelflow.stack import EMULATOR_CREDENTIALS, emulator_settings
 from tests.factories import ALICE_KEY, BOB_KEY, WEBHOOK_SECRET
+from tests.provider_http import Handler, MockHttp
 from workflows.execution import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,3 +257,18 @@ async def api_url(settings: Settings, worker: WorkerProcess) -> AsyncIterator[st
 async def api(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+async def mock_http() -> AsyncIterator[MockHttp]:
+    """httpx clients whose requests go to a handler (tests.provider_http); closed after the
+    test."""
+    clients: list[httpx.AsyncClient] = []
+
+    def client(handler: Handler) -> httpx.AsyncClient:
+        clients.append(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+        return clients[-1]
+
+    yield client
+    for client_ in clients:
+        await client_.aclose()

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,14 @@ from reelflow.providers.signatures import (
     verify_fal_webhook,
 )
 from reelflow.types import ProviderState
+from tests.provider_http import (
+    Handler,
+    MockHttp,
+    answer,
+    echo_authorization,
+    no_requests,
+    refuse_echoing_authorization,
+)
 
 QUEUE = "https://queue.fal.test"
 API_KEY = "3f1c9a2e-fal-key-id:0a9b8c7d6e5f-fal-key-secret"
@@ -43,10 +51,6 @@ STATUS_PATH = f"/{APP}/requests/{REQUEST_ID}/status"
 RESULT_PATH = f"/{APP}/requests/{REQUEST_ID}"
 CANCEL_PATH = f"/{APP}/requests/{REQUEST_ID}/cancel"
 
-Handler = (
-    Callable[[httpx.Request], httpx.Response]
-    | Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
-)
 ProviderFactory = Callable[..., FalProvider]
 
 
@@ -93,41 +97,18 @@ class FalQueue:
         return [(request.method, request.url.path) for request in self.requests]
 
 
-def answer(
-    data: Any = None,
-    status: int = 200,
-    *,
-    text: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Handler:
-    """A handler that answers every request with `data` as JSON (or with `text`)."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if text is not None:
-            return httpx.Response(status, text=text, headers=headers)
-        return httpx.Response(status, json=data, headers=headers)
-
-    return handler
-
-
-def no_api(request: httpx.Request) -> httpx.Response:
-    raise AssertionError(f"unexpected request {request.method} {request.url}")
-
-
 @pytest.fixture
-async def make_provider() -> AsyncIterator[ProviderFactory]:
-    clients: list[httpx.AsyncClient] = []
-
+def make_provider(mock_http: MockHttp) -> ProviderFactory:
     def factory(handler: Handler, **kwargs: Any) -> FalProvider:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        clients.append(client)
         return FalProvider(
-            http=client, queue_base=QUEUE + "/", api_key=API_KEY, jwks_url=JWKS_URL, **kwargs
+            http=mock_http(handler),
+            queue_base=QUEUE + "/",
+            api_key=API_KEY,
+            jwks_url=JWKS_URL,
+            **kwargs,
         )
 
-    yield factory
-    for client in clients:
-        await client.aclose()
+    return factory
 
 
 class FakeClock:
@@ -143,7 +124,7 @@ class FakeClock:
 async def test_fal_provider_satisfies_the_provider_protocol(
     make_provider: ProviderFactory,
 ) -> None:
-    provider: Provider = make_provider(no_api)
+    provider: Provider = make_provider(no_requests)
     assert provider.name == "fal"
 
 
@@ -209,7 +190,7 @@ async def test_create_without_a_request_id_is_unavailable(make_provider: Provide
 async def test_malformed_model_path_is_rejected_without_a_request(
     make_provider: ProviderFactory, model_path: str
 ) -> None:
-    provider = make_provider(no_api)
+    provider = make_provider(no_requests)
 
     with pytest.raises(ProviderRejected, match="model path"):
         await provider.create(model_path=model_path, inputs={}, webhook_url=None)
@@ -264,7 +245,7 @@ async def test_get_quotes_the_id_so_it_cannot_reach_another_endpoint(
 
 async def test_get_with_empty_id_is_rejected(make_provider: ProviderFactory) -> None:
     with pytest.raises(ProviderRejected, match="request id"):
-        await make_provider(no_api).get("", model_path=MODEL)
+        await make_provider(no_requests).get("", model_path=MODEL)
 
 
 async def test_cancel_puts_to_the_app_cancel_endpoint(make_provider: ProviderFactory) -> None:
@@ -570,7 +551,7 @@ async def test_cancel_refused_for_another_reason_is_rejected(
 
 async def test_find_existing_is_none_without_a_request(make_provider: ProviderFactory) -> None:
     # fal cannot look a request up by its webhook URL; an orphan shows up at the webhook route.
-    found = await make_provider(no_api).find_existing(
+    found = await make_provider(no_requests).find_existing(
         model_path=MODEL,
         webhook_url="https://reelflow.test/api/webhooks/job/j1?token=t1",
         created_after=datetime.now(UTC) - timedelta(minutes=5),
@@ -583,7 +564,7 @@ async def test_find_existing_needs_a_timezone_aware_created_after(
     make_provider: ProviderFactory,
 ) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        await make_provider(no_api).find_existing(
+        await make_provider(no_requests).find_existing(
             model_path=MODEL, webhook_url=None, created_after=datetime(2025, 6, 1)
         )
 
@@ -659,22 +640,15 @@ async def test_2xx_that_is_not_json_is_unavailable(make_provider: ProviderFactor
         await make_provider(answer(text="<html>gateway</html>")).get(REQUEST_ID, model_path=MODEL)
 
 
-def _echo_key(status: int) -> Handler:
-    """A misbehaving server that puts the request's Authorization header into its error."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json={"detail": f"bad {request.headers['authorization']}"})
-
-    return handler
-
-
-def _refuse_with_key(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError(f"refused {request.headers['authorization']}")
-
-
 @pytest.mark.parametrize(
     "handler",
-    [_echo_key(401), _echo_key(422), _echo_key(429), _echo_key(500), _refuse_with_key],
+    [
+        echo_authorization(401),
+        echo_authorization(422),
+        echo_authorization(429),
+        echo_authorization(500),
+        refuse_echoing_authorization,
+    ],
     ids=["401", "422", "429", "500", "network"],
 )
 async def test_no_error_message_contains_the_key(
@@ -710,7 +684,7 @@ async def test_failed_job_error_does_not_contain_the_key(make_provider: Provider
 
 
 async def test_repr_does_not_contain_the_key(make_provider: ProviderFactory) -> None:
-    assert API_KEY not in repr(make_provider(no_api))
+    assert API_KEY not in repr(make_provider(no_requests))
 
 
 async def test_constructor_requires_an_api_key() -> None:
@@ -722,7 +696,7 @@ async def test_constructor_requires_an_api_key() -> None:
 async def test_download_headers_are_empty_for_public_cdn_urls(
     make_provider: ProviderFactory,
 ) -> None:
-    assert make_provider(no_api).download_headers(VIDEO_URL) == {}
+    assert make_provider(no_requests).download_headers(VIDEO_URL) == {}
 
 
 # --- webhooks through the provider ------------------------------------------------------------

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import email.utils
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,13 @@ from reelflow.providers.errors import (
 from reelflow.providers.replicate import ReplicateProvider
 from reelflow.providers.signatures import SignatureMismatchError, verify_standard_webhook
 from reelflow.types import ProviderState
+from tests.provider_http import (
+    Handler,
+    MockHttp,
+    answer,
+    echo_authorization,
+    refuse_echoing_authorization,
+)
 
 API_BASE = "https://api.replicate.test"
 TOKEN = "r8_secret-token-value"
@@ -32,10 +39,6 @@ SECRET = "whsec_" + base64.b64encode(b"replicate-signing-key-0001").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"replicate-signing-key-0002").decode()
 VIDEO_URL = "https://replicate.delivery/xezq/abc/output.mp4"
 
-Handler = (
-    Callable[[httpx.Request], httpx.Response]
-    | Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
-)
 ProviderFactory = Callable[..., ReplicateProvider]
 
 
@@ -55,35 +58,14 @@ def prediction(**fields: Any) -> dict[str, Any]:
     } | fields
 
 
-def answer(
-    data: Any = None,
-    status: int = 200,
-    *,
-    text: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Handler:
-    """A handler that answers every request with `data` as JSON (or with `text`)."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if text is not None:
-            return httpx.Response(status, text=text, headers=headers)
-        return httpx.Response(status, json=data, headers=headers)
-
-    return handler
-
-
 @pytest.fixture
-async def make_provider() -> AsyncIterator[ProviderFactory]:
-    clients: list[httpx.AsyncClient] = []
-
+def make_provider(mock_http: MockHttp) -> ProviderFactory:
     def factory(handler: Handler, **kwargs: Any) -> ReplicateProvider:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        clients.append(client)
-        return ReplicateProvider(http=client, api_base=API_BASE + "/", token=TOKEN, **kwargs)
+        return ReplicateProvider(
+            http=mock_http(handler), api_base=API_BASE + "/", token=TOKEN, **kwargs
+        )
 
-    yield factory
-    for client in clients:
-        await client.aclose()
+    return factory
 
 
 def signed_headers(
@@ -759,22 +741,15 @@ async def test_2xx_json_that_is_not_a_prediction_is_unavailable(
         await make_provider(answer({"results": []})).get("p1")
 
 
-def _echo_token(status: int) -> Handler:
-    """A misbehaving server that puts the request's Authorization header into its error."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json={"detail": f"bad {request.headers['authorization']}"})
-
-    return handler
-
-
-def _refuse_with_token(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError(f"refused {request.headers['authorization']}")
-
-
 @pytest.mark.parametrize(
     "handler",
-    [_echo_token(401), _echo_token(422), _echo_token(429), _echo_token(500), _refuse_with_token],
+    [
+        echo_authorization(401),
+        echo_authorization(422),
+        echo_authorization(429),
+        echo_authorization(500),
+        refuse_echoing_authorization,
+    ],
     ids=["401", "422", "429", "500", "network"],
 )
 async def test_no_error_message_contains_the_token(

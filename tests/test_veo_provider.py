@@ -6,7 +6,7 @@ import base64
 import email.utils
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from reelflow.providers.errors import (
 )
 from reelflow.providers.veo import VeoProvider
 from reelflow.types import ProviderState
+from tests.provider_http import Handler, MockHttp, answer, no_requests
 
 API_BASE = "https://generativelanguage.test"
 API_KEY = "AIzaSy-secret-gemini-key-value"
@@ -34,7 +35,6 @@ VIDEO_URI = f"{API_BASE}/v1beta/files/file-1:download?alt=media"
 IMAGE_URL = "https://cdn.test/images/fox.png"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
-Handler = Callable[[httpx.Request], httpx.Response]
 ProviderFactory = Callable[[Handler], VeoProvider]
 
 
@@ -62,39 +62,12 @@ def google_error(code: int, status: str, message: str, **extra: Any) -> dict[str
     return {"error": {"code": code, "message": message, "status": status, **extra}}
 
 
-def answer(
-    data: Any = None,
-    status: int = 200,
-    *,
-    text: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Handler:
-    """A handler that answers every request with `data` as JSON (or with `text`)."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if text is not None:
-            return httpx.Response(status, text=text, headers=headers)
-        return httpx.Response(status, json=data, headers=headers)
-
-    return handler
-
-
-def no_requests(request: httpx.Request) -> httpx.Response:
-    raise AssertionError(f"unexpected request {request.method} {request.url}")
-
-
 @pytest.fixture
-async def make_provider() -> AsyncIterator[ProviderFactory]:
-    clients: list[httpx.AsyncClient] = []
-
+def make_provider(mock_http: MockHttp) -> ProviderFactory:
     def factory(handler: Handler) -> VeoProvider:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        clients.append(client)
-        return VeoProvider(http=client, api_base=API_BASE + "/", api_key=API_KEY)
+        return VeoProvider(http=mock_http(handler), api_base=API_BASE + "/", api_key=API_KEY)
 
-    yield factory
-    for client in clients:
-        await client.aclose()
+    return factory
 
 
 async def test_veo_provider_satisfies_the_provider_protocol(

@@ -50,7 +50,6 @@ import httpx
 from reelflow.providers.errors import (
     ProviderRejected,
     ProviderUnavailable,
-    WebhookVerificationError,
 )
 from reelflow.providers.http import (
     decode_json,
@@ -62,9 +61,10 @@ from reelflow.providers.http import (
     truncate,
 )
 from reelflow.providers.signatures import (
-    SignatureMismatchError,
     ed25519_keys_from_jwks,
+    parse_verified_body,
     verify_fal_webhook,
+    verify_with_refresh,
 )
 from reelflow.types import ProviderSnapshot, ProviderState
 
@@ -266,18 +266,12 @@ class FalProvider:
                 5xx so that fal retries (it does, for 2 hours).
             ProviderRejected: the JWKS URL refused the request.
         """
-        keys = await self._signing_keys()
-        try:
-            request_id = verify_fal_webhook(jwks=keys, headers=headers, body=body)
-        except SignatureMismatchError:
-            fresh = await self._refetched_keys(replacing=keys)
-            if fresh is None:
-                raise
-            request_id = verify_fal_webhook(jwks=fresh, headers=headers, body=body)
-        try:
-            snapshot = _parse_webhook(json.loads(body))
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
-            raise WebhookVerificationError(f"body is not a fal webhook: {exc}") from exc
+        request_id = await verify_with_refresh(
+            await self._signing_keys(),
+            lambda keys: verify_fal_webhook(jwks=keys, headers=headers, body=body),
+            lambda keys: self._refetched_keys(replacing=keys),
+        )
+        snapshot = parse_verified_body(body, _parse_webhook, "a fal webhook")
         logger.debug(
             "Verified fal webhook for request %s: %s",
             request_id,

@@ -46,7 +46,6 @@ import httpx
 from reelflow.providers.errors import (
     ProviderRejected,
     ProviderUnavailable,
-    WebhookVerificationError,
 )
 from reelflow.providers.http import (
     decode_json,
@@ -56,7 +55,11 @@ from reelflow.providers.http import (
     send,
     truncate,
 )
-from reelflow.providers.signatures import SignatureMismatchError, verify_standard_webhook
+from reelflow.providers.signatures import (
+    parse_verified_body,
+    verify_standard_webhook,
+    verify_with_refresh,
+)
 from reelflow.types import ProviderSnapshot, ProviderState
 
 __all__ = ["ReplicateProvider"]
@@ -272,18 +275,12 @@ class ReplicateProvider:
                 5xx so that Replicate retries.
             ProviderRejected: Replicate refused to hand out the secret (e.g. a bad token).
         """
-        secret = await self._webhook_secret()
-        try:
-            webhook_id = verify_standard_webhook(secret=secret, headers=headers, body=body)
-        except SignatureMismatchError:
-            fresh = await self._refetched_secret(replacing=secret)
-            if fresh is None:
-                raise
-            webhook_id = verify_standard_webhook(secret=fresh, headers=headers, body=body)
-        try:
-            snapshot = _parse_prediction(json.loads(body))
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
-            raise WebhookVerificationError(f"body is not a Replicate prediction: {exc}") from exc
+        webhook_id = await verify_with_refresh(
+            await self._webhook_secret(),
+            lambda secret: verify_standard_webhook(secret=secret, headers=headers, body=body),
+            lambda secret: self._refetched_secret(replacing=secret),
+        )
+        snapshot = parse_verified_body(body, _parse_prediction, "a Replicate prediction")
         logger.debug(
             "Verified Replicate webhook %s: prediction %s is %s",
             webhook_id,

@@ -15,9 +15,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -29,6 +30,8 @@ from reelflow.providers.errors import WebhookVerificationError
 __all__ = [
     "SignatureMismatchError",
     "ed25519_keys_from_jwks",
+    "parse_verified_body",
+    "verify_with_refresh",
     "verify_fal_webhook",
     "verify_standard_webhook",
 ]
@@ -196,6 +199,45 @@ def ed25519_keys_from_jwks(document: Any) -> list[bytes]:
         if key is not None and len(key) == _ED25519_KEY_BYTES:
             found.append(key)
     return list(dict.fromkeys(found))
+
+
+_Credentials = TypeVar("_Credentials")
+_Parsed = TypeVar("_Parsed")
+
+
+async def verify_with_refresh(
+    credentials: _Credentials,
+    verify: Callable[[_Credentials], str],
+    refetch: Callable[[_Credentials], Awaitable[_Credentials | None]],
+) -> str:
+    """`verify(credentials)`; when no signature matches, once more with what `refetch` gives
+    in their place (a rotated secret or key set), unless it gives nothing new (None).
+
+    Returns the delivery id `verify` returns.
+
+    Raises:
+        WebhookVerificationError: as `verify`, on the last attempt.
+    """
+    try:
+        return verify(credentials)
+    except SignatureMismatchError:
+        fresh = await refetch(credentials)
+        if fresh is None:
+            raise
+        return verify(fresh)
+
+
+def parse_verified_body(body: bytes, parse: Callable[[Any], _Parsed], what: str) -> _Parsed:
+    """`parse` of a verified webhook's JSON body.
+
+    Raises:
+        WebhookVerificationError: the body is not JSON, or not `what` (`parse` raised
+            ValueError).
+    """
+    try:
+        return parse(json.loads(body))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise WebhookVerificationError(f"body is not {what}: {exc}") from exc
 
 
 def _ed25519_public_keys(raw_keys: Sequence[bytes]) -> list[Ed25519PublicKey]:
