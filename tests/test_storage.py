@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import traceback
 import urllib.request
 import uuid
@@ -147,6 +148,28 @@ async def test_put_overwrites_the_same_key(store: ObjectStore, tmp_path: Path) -
     target = tmp_path / "downloaded.mp4"
     await store.download_to(key=key, path=target)
     assert target.read_bytes() == second.read_bytes()
+
+
+async def test_a_consumed_file_is_stored_whole_and_published_readable(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    # As persist leaves its spool: written 0600 by this process, given up to the store.
+    source = tmp_path / "spool"
+    data = os.urandom(200_000)
+    descriptor = os.open(source, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(descriptor, data)
+    os.close(descriptor)
+    key = "executions/e1/j1/output-0.mp4"
+
+    await store.put_file(key=key, path=source, content_type="video/mp4", consume=True)
+
+    target = tmp_path / "copy.mp4"
+    await store.download_to(key=key, path=target)
+    assert target.read_bytes() == data
+    if isinstance(store, LocalStore):
+        # Moved into place on the same filesystem rather than written a second time.
+        assert not source.exists()
+        assert stat.S_IMODE((store.root / key).stat().st_mode) == 0o644
 
 
 async def test_download_replaces_an_existing_local_file(store: ObjectStore, tmp_path: Path) -> None:
