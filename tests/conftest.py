@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,6 +23,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -137,6 +139,29 @@ async def serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[No
 async def stop(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
     server.should_exit = True
     await task
+
+
+@asynccontextmanager
+async def keyed_api(settings: Settings, api_keys: str) -> AsyncIterator[str]:
+    """A second API on the shared worker that requires `api_keys` (`tenant:key,…`); its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server, task = await serve(
+        create_app(
+            settings.model_copy(
+                update={
+                    "api_port": port,
+                    "api_base_url": url,
+                    "reelflow_api_keys": SecretStr(api_keys),
+                }
+            )
+        ),
+        port,
+    )
+    try:
+        yield url
+    finally:
+        await stop(server, task)
 
 
 @pytest.fixture(scope="session")

@@ -15,15 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
-from api.app import create_app
 from reelflow.cli import app
 from reelflow.client import ReelflowClient
 from reelflow.config import Settings
 from reelflow.live import TERMINAL_EXECUTION_STATUSES
-from tests.conftest import free_port, serve, stop
+from tests.conftest import keyed_api
 from tests.factories import ALICE_KEY, generate_job, plan, submit, wait_for
 
 
@@ -186,21 +184,8 @@ async def test_status_json_is_the_status_document(api: httpx.AsyncClient, api_ur
 @pytest.fixture(scope="module")
 async def keyed_url(settings: Settings, api_url: str) -> AsyncIterator[str]:
     """An API that requires an API key, on the shared worker."""
-    port = free_port()
-    server, task = await serve(
-        create_app(
-            settings.model_copy(
-                update={
-                    "api_port": port,
-                    "api_base_url": f"http://127.0.0.1:{port}",
-                    "reelflow_api_keys": SecretStr(f"alice:{ALICE_KEY}"),
-                }
-            )
-        ),
-        port,
-    )
-    yield f"http://127.0.0.1:{port}"
-    await stop(server, task)
+    async with keyed_api(settings, f"alice:{ALICE_KEY}") as url:
+        yield url
 
 
 async def test_api_url_and_key_come_from_the_environment(keyed_url: str, tmp_path: Path) -> None:

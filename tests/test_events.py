@@ -11,11 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import update
 from sqlmodel import col
 
-from api.app import create_app
 from reelflow.config import Settings
 from reelflow.db import repository
 from reelflow.db.engine import Database
@@ -28,7 +26,7 @@ from reelflow.live import (
     JobChange,
     follow_execution,
 )
-from tests.conftest import free_port, serve, stop
+from tests.conftest import keyed_api
 from tests.factories import ALICE_KEY, BOB_KEY, generate_job, plan, submit, wait_for
 
 EXECUTION_FIELDS = {"executionId", "status", "error", "costUsd", "updatedAt", "completedAt"}
@@ -231,21 +229,8 @@ async def test_malformed_last_event_id_is_refused(api: httpx.AsyncClient) -> Non
 @pytest.fixture(scope="module")
 async def keyed_url(settings: Settings, api_url: str) -> AsyncIterator[str]:
     """An API with two tenants' keys, on the shared worker."""
-    port = free_port()
-    server, task = await serve(
-        create_app(
-            settings.model_copy(
-                update={
-                    "api_port": port,
-                    "api_base_url": f"http://127.0.0.1:{port}",
-                    "reelflow_api_keys": SecretStr(f"alice:{ALICE_KEY},bob:{BOB_KEY}"),
-                }
-            )
-        ),
-        port,
-    )
-    yield f"http://127.0.0.1:{port}"
-    await stop(server, task)
+    async with keyed_api(settings, f"alice:{ALICE_KEY},bob:{BOB_KEY}") as url:
+        yield url
 
 
 async def test_events_of_another_tenants_execution_are_not_found(keyed_url: str) -> None:

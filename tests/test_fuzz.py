@@ -24,7 +24,6 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from pydantic import SecretStr
 from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 from schemathesis.schemas import BaseSchema
@@ -36,9 +35,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.app import create_app
 from reelflow.config import Settings
-from tests.conftest import free_port, serve, stop
+from tests.conftest import keyed_api
 from tests.factories import generate_job, plan, submit, wait_for, webhook_path
 
 T = TypeVar("T")
@@ -103,21 +101,8 @@ async def open_schema(api_url: str) -> BaseSchema:
 @pytest.fixture(scope="module")
 async def secured_url(settings: Settings, api_url: str) -> AsyncIterator[str]:
     """An API with one tenant's key, on the shared worker."""
-    port = free_port()
-    server, task = await serve(
-        create_app(
-            settings.model_copy(
-                update={
-                    "api_port": port,
-                    "api_base_url": f"http://127.0.0.1:{port}",
-                    "reelflow_api_keys": SecretStr(f"fuzz:{KEY}"),
-                }
-            )
-        ),
-        port,
-    )
-    yield f"http://127.0.0.1:{port}"
-    await stop(server, task)
+    async with keyed_api(settings, f"fuzz:{KEY}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from api.app import create_app
 from reelflow.config import Settings
-from tests.conftest import free_port, serve, stop
+from tests.conftest import keyed_api
 from tests.factories import (
     ALICE_KEY,
     BOB_KEY,
@@ -30,21 +29,8 @@ BOB = BOB_KEY
 @pytest.fixture(scope="module")
 async def secured_url(settings: Settings, api_url: str) -> AsyncIterator[str]:
     """An API with two tenants' keys, on the shared worker."""
-    port = free_port()
-    server, task = await serve(
-        create_app(
-            settings.model_copy(
-                update={
-                    "api_port": port,
-                    "api_base_url": f"http://127.0.0.1:{port}",
-                    "reelflow_api_keys": SecretStr(f"alice:{ALICE},bob:{BOB}"),
-                }
-            )
-        ),
-        port,
-    )
-    yield f"http://127.0.0.1:{port}"
-    await stop(server, task)
+    async with keyed_api(settings, f"alice:{ALICE},bob:{BOB}") as url:
+        yield url
 
 
 @pytest.fixture
