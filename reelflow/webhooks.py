@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
+from typing import ParamSpec
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -27,6 +29,8 @@ from workflows.provider_job import ProviderJobWorkflow
 __all__ = ["InvalidWebhookToken", "UnknownJob", "WebhookOutcome", "receive_webhook"]
 
 logger = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
 
 
 class UnknownJob(Exception):
@@ -53,6 +57,43 @@ class WebhookOutcome(StrEnum):
     """A redelivery of a webhook already handled."""
 
 
+_RESULTS = {WebhookOutcome.DUPLICATE: "duplicate", WebhookOutcome.UNTRACKED: "untracked"}
+"""The `reelflow_webhook_deliveries_total` result of each outcome; the others are `accepted`."""
+
+_FAILURES: dict[type[Exception], str] = {
+    InvalidWebhookToken: "bad_token",
+    UnknownJob: "unknown",
+    WebhookVerificationError: "bad_signature",
+}
+"""The result of each refusal; any other failure (verification unavailable, a failure of ours:
+the provider retries) is `error`."""
+
+for _result in WEBHOOK_RESULTS:
+    # The API process exports every result from the start, at 0: rates and alerts need no
+    # special case for a result not seen yet.
+    WEBHOOK_DELIVERIES.labels(_result)
+
+
+def _counted(
+    receive: Callable[_P, Awaitable[WebhookOutcome]],
+) -> Callable[_P, Awaitable[WebhookOutcome]]:
+    """Count every delivery `receive` handles or refuses in `reelflow_webhook_deliveries_total`."""
+
+    @functools.wraps(receive)
+    async def counted(*args: _P.args, **kwargs: _P.kwargs) -> WebhookOutcome:
+        try:
+            outcome = await receive(*args, **kwargs)
+        except Exception as error:
+            kind = next((kind for kind in _FAILURES if isinstance(error, kind)), None)
+            WEBHOOK_DELIVERIES.labels(_FAILURES[kind] if kind else "error").inc()
+            raise
+        WEBHOOK_DELIVERIES.labels(_RESULTS.get(outcome, "accepted")).inc()
+        return outcome
+
+    return counted
+
+
+@_counted
 async def receive_webhook(
     *,
     db: Database,
@@ -73,56 +114,6 @@ async def receive_webhook(
         WebhookVerificationError: the signature or timestamp is not acceptable.
         ProviderError: what verification needs could not be fetched.
     """
-    try:
-        outcome = await _receive(
-            db=db,
-            temporal=temporal,
-            providers=providers,
-            webhook_secret=webhook_secret,
-            task_queue=task_queue,
-            job_record_id=job_record_id,
-            token=token,
-            headers=headers,
-            body=body,
-        )
-    except InvalidWebhookToken:
-        WEBHOOK_DELIVERIES.labels("bad_token").inc()
-        raise
-    except UnknownJob:
-        WEBHOOK_DELIVERIES.labels("unknown").inc()
-        raise
-    except WebhookVerificationError:
-        WEBHOOK_DELIVERIES.labels("bad_signature").inc()
-        raise
-    except Exception:
-        # Verification unavailable (ProviderError) or a failure of ours: the provider retries.
-        WEBHOOK_DELIVERIES.labels("error").inc()
-        raise
-    WEBHOOK_DELIVERIES.labels(_RESULTS.get(outcome, "accepted")).inc()
-    return outcome
-
-
-_RESULTS = {WebhookOutcome.DUPLICATE: "duplicate", WebhookOutcome.UNTRACKED: "untracked"}
-"""The `reelflow_webhook_deliveries_total` result of each outcome; the others are `accepted`."""
-
-for _result in WEBHOOK_RESULTS:
-    # The API process exports every result from the start, at 0: rates and alerts need no
-    # special case for a result not seen yet.
-    WEBHOOK_DELIVERIES.labels(_result)
-
-
-async def _receive(
-    *,
-    db: Database,
-    temporal: Client,
-    providers: Mapping[str, Provider],
-    webhook_secret: bytes,
-    task_queue: str,
-    job_record_id: str,
-    token: str | None,
-    headers: Mapping[str, str],
-    body: bytes,
-) -> WebhookOutcome:
     if not webhook_token_valid(webhook_secret, job_record_id, token):
         raise InvalidWebhookToken(job_record_id)
     async with db.session() as session:
