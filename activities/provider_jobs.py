@@ -228,14 +228,14 @@ class ProviderJobActivities:
         except ProviderError as error:
             raise as_application_error(error) from error
         last = poll.schedule.max_attempts and attempt >= poll.schedule.max_attempts
-        next_poll_at = None
+        next_poll_in = None
         if not snapshot.state.terminal and not last:
-            next_poll_at = repository.utcnow() + timedelta(seconds=poll.schedule.gap_after(attempt))
+            next_poll_in = timedelta(seconds=poll.schedule.gap_after(attempt))
         await repository.record_poll(
             db=self._db,
             job_record_id=poll.job_record_id,
             attempt=attempt,
-            next_poll_at=next_poll_at,
+            next_poll_in=next_poll_in,
             snapshot=snapshot,
         )
         if not snapshot.state.terminal:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -227,23 +227,27 @@ async def record_poll(
     db: Database,
     job_record_id: str,
     attempt: int,
-    next_poll_at: datetime | None,
+    next_poll_in: timedelta | None,
     snapshot: ProviderSnapshot,
 ) -> None:
-    """Record one poll: its attempt number, when the next one is due, what the provider said.
+    """Record one poll: its attempt number, when the next one is due (`next_poll_in` from
+    now; None when there is none), what the provider said.
 
     Written straight on asyncpg: with a thousand jobs waiting, this runs several times a
     second and is most of a poll's CPU through SQLAlchemy.
     """
+    # One instant for both: the next poll is due `next_poll_in` after the row says it was
+    # written, however long getting a connection took.
+    now = utcnow()
     await db.fetchval(
         _RECORD_POLL,
         job_record_id,
         attempt,
-        next_poll_at,
+        None if next_poll_in is None else now + next_poll_in,
         snapshot.provider_status,
         _status_for(snapshot).value,
         snapshot.progress,
-        utcnow(),
+        now,
     )
 
 
