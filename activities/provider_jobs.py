@@ -31,7 +31,7 @@ from reelflow.types import (
     WaitingStrategy,
 )
 
-__all__ = ["JOB_STILL_RUNNING", "ProviderJobActivities", "as_application_error"]
+__all__ = ["JOB_STILL_RUNNING", "ProviderJobActivities", "as_application_error", "still_running"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,17 @@ def as_application_error(error: ProviderError) -> ApplicationError:
         str(error),
         type=type(error).__name__,
         non_retryable=isinstance(error, ProviderRejected),
+    )
+
+
+def still_running(message: str) -> ApplicationError:
+    """The error a poll raises while the job runs: the workflow's retry policy, which paces
+    the poll schedule, polls again."""
+    return ApplicationError(
+        message,
+        type=JOB_STILL_RUNNING,
+        # Expected on every poll but the last: no warning and traceback each time.
+        category=ApplicationErrorCategory.BENIGN,
     )
 
 
@@ -216,10 +227,22 @@ class ProviderJobActivities:
     async def poll_job(self, poll: PollInput) -> ProviderSnapshot:
         """Ask the provider once; raise a retryable error while the job is not finished.
 
-        Temporal retries this activity on the poll schedule, so one call is one poll.
+        Temporal retries this activity on the poll schedule, so one attempt is one poll, after
+        the first: the workflow starts this activity with the job, and attempt 1 only arms the
+        schedule. Every poll, the first included, is then a retry timed by Temporal, with no
+        timer and no workflow task per poll (the cost of a job waiting).
         """
         attempt = activity.info().attempt
-        logger.info("[PollingWorker] Polling job %s (attempt %d)", poll.job_record_id, attempt)
+        schedule = poll.schedule
+        if attempt == 1:
+            await repository.record_poll_due(
+                db=self._db,
+                job_record_id=poll.job_record_id,
+                poll_in=timedelta(seconds=schedule.first_poll_s),
+            )
+            raise still_running(f"provider job {poll.provider_job_id} is started")
+        number = attempt - 1
+        logger.info("[PollingWorker] Polling job %s (poll %d)", poll.job_record_id, number)
         POLLS.labels(poll.provider).inc()
         try:
             snapshot = await self._provider(poll.provider).get(
@@ -227,23 +250,20 @@ class ProviderJobActivities:
             )
         except ProviderError as error:
             raise as_application_error(error) from error
-        last = poll.schedule.max_attempts and attempt >= poll.schedule.max_attempts
+        last = schedule.max_attempts and number >= schedule.max_attempts
         next_poll_in = None
         if not snapshot.state.terminal and not last:
-            next_poll_in = timedelta(seconds=poll.schedule.gap_after(attempt))
+            next_poll_in = timedelta(seconds=schedule.gap_after(number))
         await repository.record_poll(
             db=self._db,
             job_record_id=poll.job_record_id,
-            attempt=attempt,
+            attempt=number,
             next_poll_in=next_poll_in,
             snapshot=snapshot,
         )
         if not snapshot.state.terminal:
-            raise ApplicationError(
-                f"provider job {poll.provider_job_id} is {snapshot.provider_status}",
-                type=JOB_STILL_RUNNING,
-                # Expected on every poll but the last: no warning and traceback each time.
-                category=ApplicationErrorCategory.BENIGN,
+            raise still_running(
+                f"provider job {poll.provider_job_id} is {snapshot.provider_status}"
             )
         return snapshot
 

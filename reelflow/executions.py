@@ -90,14 +90,12 @@ def poll_schedule(settings: Settings, strategy: WaitingStrategy) -> PollSchedule
     if strategy is WaitingStrategy.POLLING:
         return PollSchedule(
             first_poll_s=settings.poll_initial_backoff_s,
-            next_interval_s=settings.poll_initial_backoff_s * settings.poll_backoff_multiplier,
             multiplier=settings.poll_backoff_multiplier,
             max_interval_s=settings.poll_max_interval_s,
             max_attempts=settings.poll_max_attempts,
         )
     return PollSchedule(
         first_poll_s=settings.webhook_safety_poll_s,
-        next_interval_s=settings.webhook_safety_poll_s,
         multiplier=1.0,
         max_interval_s=settings.webhook_safety_poll_s,
         max_attempts=0,

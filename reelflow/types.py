@@ -112,12 +112,11 @@ class ProviderSnapshot:
 
 @dataclass
 class PollSchedule:
-    """When to poll a provider: the first poll, then gaps growing by `multiplier` up to a cap."""
+    """When to poll a provider: the first poll, then gaps growing by `multiplier` up to a cap,
+    as a Temporal retry policy paces them (the first attempt arms; each poll is a retry)."""
 
     first_poll_s: float
     """Delay from the job's start to its first poll."""
-    next_interval_s: float
-    """Gap between the first and the second poll."""
     multiplier: float
     """Each later gap is the previous one times this."""
     max_interval_s: float
@@ -125,9 +124,9 @@ class PollSchedule:
     max_attempts: int
     """Polls before giving up; 0 means until the job's deadline."""
 
-    def gap_after(self, attempt: int) -> float:
-        """Seconds between poll number `attempt` (1-based) and the next one."""
-        return min(self.next_interval_s * self.multiplier ** (attempt - 1), self.max_interval_s)
+    def gap_after(self, poll: int) -> float:
+        """Seconds between poll number `poll` (1-based) and the next one."""
+        return min(self.first_poll_s * self.multiplier**poll, self.max_interval_s)
 
 
 @dataclass

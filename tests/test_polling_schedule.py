@@ -36,9 +36,7 @@ from reelflow.types import (
 )
 from workflows.provider_job import ProviderJobWorkflow
 
-SCHEDULE = PollSchedule(
-    first_poll_s=5, next_interval_s=7.5, multiplier=1.5, max_interval_s=30, max_attempts=8
-)
+SCHEDULE = PollSchedule(first_poll_s=5, multiplier=1.5, max_interval_s=30, max_attempts=8)
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +187,11 @@ async def test_polls_follow_the_schedule_and_the_database_tracks_each_attempt(
     ]
     assert gaps == pytest.approx([7.5, 11.25, 16.875, 25.3125, 30], abs=0.5)
     assert gaps == pytest.approx(_expected_gaps(6), abs=0.5)
+    # When the first poll is due, written as the schedule was armed.
+    first = provider.polls[0]
+    assert first.next_poll_at is not None
+    assert (first.next_poll_at - first.updated_at).total_seconds() == pytest.approx(5, abs=0.05)
+    assert (first.at - first.next_poll_at).total_seconds() == pytest.approx(0, abs=0.5)
     # What each poll wrote: its attempt number, and when the next one is due.
     for poll, gap in zip(provider.polls[1:], _expected_gaps(6), strict=True):
         assert poll.next_poll_at is not None

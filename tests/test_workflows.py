@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.provider_jobs import JOB_STILL_RUNNING
+from activities.provider_jobs import still_running
 from reelflow.embedded import temporal_binary
 from reelflow.temporal import provider_task_queue, workflow_runner
 from reelflow.types import (
@@ -56,8 +56,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     await environment.shutdown()
 
 
-def still_running(_: PollInput) -> ProviderSnapshot:
-    raise ApplicationError("still running", type=JOB_STILL_RUNNING)
+def never_finishes(_: PollInput) -> ProviderSnapshot:
+    raise still_running("still running")
 
 
 class Provider:
@@ -67,7 +67,7 @@ class Provider:
         self,
         *,
         start_result: ProviderSnapshot | Exception = RUNNING,
-        poll: Callable[[PollInput], ProviderSnapshot] = still_running,
+        poll: Callable[[PollInput], ProviderSnapshot] = never_finishes,
     ) -> None:
         self.start_result = start_result
         self.poll = poll
@@ -88,7 +88,11 @@ class Provider:
 
         @activity.defn(name="poll_provider_job")
         async def poll(poll: PollInput) -> ProviderSnapshot:
-            self.polls.append(activity.info().attempt)
+            # As the real activity: attempt 1 arms the schedule, each later one is a poll.
+            attempt = activity.info().attempt
+            if attempt == 1:
+                raise still_running("armed")
+            self.polls.append(attempt - 1)
             self.poll_times.append(time.monotonic())
             return self.poll(poll)
 
@@ -142,7 +146,7 @@ def job_input(
         waiting_strategy=strategy,
         webhook_url=None,
         deadline_seconds=deadline_seconds,
-        poll=PollSchedule(5, 7.5, 1.5, 60, max_attempts),
+        poll=PollSchedule(5, 1.5, 60, max_attempts),
     )
 
 
@@ -197,7 +201,7 @@ async def test_polling_follows_the_backoff_schedule_until_success(
     provider = Provider()
     provider.poll = lambda _: _raise_until(provider, 3)
     job = job_input()
-    job.poll = PollSchedule(0.5, 0.75, 1.5, 60, 100)
+    job.poll = PollSchedule(0.5, 1.5, 60, 100)
 
     outcome = await run_job(temporal_env.client, provider, job)
 
@@ -214,7 +218,7 @@ async def test_polling_follows_the_backoff_schedule_until_success(
 
 def _raise_until(provider: Provider, succeed_on: int) -> ProviderSnapshot:
     if len(provider.polls) < succeed_on:
-        raise ApplicationError("still running", type=JOB_STILL_RUNNING)
+        raise still_running("still running")
     return SUCCEEDED
 
 

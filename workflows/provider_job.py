@@ -156,14 +156,11 @@ class ProviderJobWorkflow:
         def signalled() -> bool:
             return provider_job_id in self._terminal_events
 
-        schedule = job.poll
-        first_wait = min(timedelta(seconds=schedule.first_poll_s), remaining())
-        try:
-            await workflow.wait_condition(signalled, timeout=first_wait)
+        if signalled():
             return self._terminal_events[provider_job_id]
-        except TimeoutError:
-            pass
-
+        schedule = job.poll
+        # Started now, for the first poll too: its first attempt only arms the schedule (see
+        # `poll_job`), and this policy's intervals are the schedule's gaps.
         poll = workflow.start_activity_method(
             ProviderJobActivities.poll_job,
             PollInput(job.job_record_id, job.provider, job.model_id, provider_job_id, schedule),
@@ -171,10 +168,11 @@ class ProviderJobWorkflow:
             start_to_close_timeout=timedelta(seconds=60),
             schedule_to_close_timeout=remaining(),
             retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=schedule.next_interval_s),
+                initial_interval=timedelta(seconds=schedule.first_poll_s),
                 backoff_coefficient=schedule.multiplier,
                 maximum_interval=timedelta(seconds=schedule.max_interval_s),
-                maximum_attempts=schedule.max_attempts,
+                # One more attempt than polls: the arming one.
+                maximum_attempts=schedule.max_attempts and schedule.max_attempts + 1,
             ),
         )
         signal = asyncio.ensure_future(workflow.wait_condition(signalled))

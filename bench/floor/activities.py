@@ -53,8 +53,9 @@ class FloorActivities:
 
     @activity.defn(name="floor_poll")
     async def poll(self, poll: PollInput) -> PollResult:
-        """One poll: fails (and is retried on the schedule) until the provider has finished."""
-        if time.time() < poll.finishes_at:
+        """One poll: fails (and is retried on the schedule) until the provider has finished;
+        attempt 1 only arms the schedule."""
+        if activity.info().attempt == 1 or time.time() < poll.finishes_at:
             raise ApplicationError("still running", type="JobStillRunning")
         scheduled = activity.info().current_attempt_scheduled_time
         return PollResult(finished_at=poll.finishes_at, scheduled_at=scheduled.timestamp())

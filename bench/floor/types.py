@@ -34,8 +34,6 @@ class FloorInput:
     """Whether the provider signals the workflow when it finishes (else only polling sees it)."""
     first_poll_s: float = 60.0
     """Delay from the start activity to the first poll (reelflow's `PollSchedule.first_poll_s`)."""
-    poll_interval_s: float = 60.0
-    """Gap between the first and the second poll."""
     poll_multiplier: float = 1.0
     """Each later gap is the previous one times this."""
     poll_max_interval_s: float = 60.0

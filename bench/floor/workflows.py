@@ -95,20 +95,16 @@ class FloorWorkflow:
     async def _wait(
         self, floor: FloorInput, index: int, finishes_at: float
     ) -> tuple[float, float | None]:
-        """Signal raced with a poll activity retried on the schedule, as ProviderJobWorkflow."""
-        try:
-            await workflow.wait_condition(
-                lambda: index in self._events, timeout=timedelta(seconds=floor.first_poll_s)
-            )
+        """Signal raced with a poll activity retried on the schedule, as ProviderJobWorkflow:
+        started with the job, its first attempt arming the schedule."""
+        if index in self._events:
             return self._events[index], None
-        except TimeoutError:
-            pass
         poll = workflow.start_activity_method(
             FloorActivities.poll,
             PollInput(finishes_at),
             start_to_close_timeout=_TIMEOUT,
             retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=floor.poll_interval_s),
+                initial_interval=timedelta(seconds=floor.first_poll_s),
                 backoff_coefficient=floor.poll_multiplier,
                 maximum_interval=timedelta(seconds=floor.poll_max_interval_s),
                 maximum_attempts=0,

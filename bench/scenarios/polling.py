@@ -60,7 +60,6 @@ async def run(bench: Bench) -> None:
         provider_jitter_seconds=_JITTER_SECONDS,
         webhook=False,
         first_poll_s=5.0,
-        poll_interval_s=7.5,
         poll_multiplier=1.5,
         poll_max_interval_s=60.0,
     )

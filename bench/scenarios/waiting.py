@@ -4,11 +4,10 @@ Many jobs wait on webhooks at once (1,000; 100 with `--quick`), as plans of 20 j
 single-job plans take minutes to submit on a loaded 2-core machine; a single-job plan adds one
 ExecutionWorkflow per job), whose provider takes an hour, so nothing arrives but the safety-net
 polls (`WEBHOOK_SAFETY_POLL_S`, 300 s by default; 10 s with `--quick`). Once every job has its
-provider job, one safety interval is measured: every job polls once in it (the first poll is a
-timer firing, a workflow task and a poll activity; later ones are retries of the activity, with
-no workflow task). Reported: the worker's and the API's resident memory (highest of 1 s
-samples), their CPU as a share of one core, and provider calls per minute, counted from the
-polls reelflow records (`poll_attempts`).
+provider job, one safety interval is measured: every job polls once in it (each poll is a retry
+of the poll activity the job started with: no timer and no workflow task). Reported: the
+worker's and the API's resident memory (highest of 1 s samples), their CPU as a share of one
+core, and provider calls per minute, counted from the polls reelflow records (`poll_attempts`).
 
 Floor: as many bare workflows' jobs (20 branches each) waiting on a signal with the same
 safety-net schedule, at the same time, on the floor's worker.
@@ -85,7 +84,6 @@ async def run(bench: Bench) -> None:
                     provider_seconds=_PROVIDER_SECONDS,
                     webhook=False,
                     first_poll_s=safety_s,
-                    poll_interval_s=safety_s,
                     poll_max_interval_s=safety_s,
                 ),
                 id=f"floor-wait-{uuid.uuid4().hex}",

@@ -40,6 +40,7 @@ __all__ = [
     "get_job",
     "list_execution_jobs",
     "record_poll",
+    "record_poll_due",
     "record_provider_job",
     "record_provider_progress",
     "utcnow",
@@ -214,11 +215,13 @@ def _status_for(snapshot: ProviderSnapshot) -> JobStatus:
     return JobStatus.QUEUED if snapshot.state == "queued" else JobStatus.PROCESSING
 
 
+_TERMINAL_LIST = ", ".join(f"'{status}'" for status in _TERMINAL)
+
 _RECORD_POLL = f"""
 UPDATE execution_jobs
 SET poll_attempts = $2, next_poll_at = $3, provider_job_status = $4, status = $5,
     progress = $6, updated_at = $7
-WHERE id = $1 AND status NOT IN ({", ".join(f"'{status}'" for status in _TERMINAL)})
+WHERE id = $1 AND status NOT IN ({_TERMINAL_LIST})
 """
 
 
@@ -249,6 +252,18 @@ async def record_poll(
         snapshot.progress,
         now,
     )
+
+
+_RECORD_POLL_DUE = f"""
+UPDATE execution_jobs SET next_poll_at = $2, updated_at = $3
+WHERE id = $1 AND status NOT IN ({_TERMINAL_LIST})
+"""
+
+
+async def record_poll_due(*, db: Database, job_record_id: str, poll_in: timedelta) -> None:
+    """Record when a job's first poll is due (`poll_in` from now), before any poll."""
+    now = utcnow()
+    await db.fetchval(_RECORD_POLL_DUE, job_record_id, now + poll_in, now)
 
 
 async def record_provider_progress(
