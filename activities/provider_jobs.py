@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Mapping
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -54,12 +55,13 @@ def as_application_error(error: ProviderError) -> ApplicationError:
     )
 
 
-def still_running(message: str) -> ApplicationError:
-    """The error a poll raises while the job runs: the workflow's retry policy, which paces
-    the poll schedule, polls again."""
+def still_running(message: str, next_poll_in: timedelta | None = None) -> ApplicationError:
+    """The error a poll raises while the job runs: Temporal polls again after `next_poll_in`,
+    or when the workflow's retry policy (the schedule without jitter) says."""
     return ApplicationError(
         message,
         type=JOB_STILL_RUNNING,
+        next_retry_delay=next_poll_in,
         # Expected on every poll but the last: no warning and traceback each time.
         category=ApplicationErrorCategory.BENIGN,
     )
@@ -116,6 +118,7 @@ class ProviderJobActivities:
     def __init__(self, *, db: Database, providers: Mapping[str, Provider]) -> None:
         self._db = db
         self._providers = providers
+        self._rng = random.Random()
 
     def _provider(self, name: str) -> Provider:
         provider = self._providers.get(name)
@@ -235,12 +238,11 @@ class ProviderJobActivities:
         attempt = activity.info().attempt
         schedule = poll.schedule
         if attempt == 1:
+            first_in = timedelta(seconds=schedule.jittered_gap_after(0, self._rng))
             await repository.record_poll_due(
-                db=self._db,
-                job_record_id=poll.job_record_id,
-                poll_in=timedelta(seconds=schedule.first_poll_s),
+                db=self._db, job_record_id=poll.job_record_id, poll_in=first_in
             )
-            raise still_running(f"provider job {poll.provider_job_id} is started")
+            raise still_running(f"provider job {poll.provider_job_id} is started", first_in)
         number = attempt - 1
         logger.info("[PollingWorker] Polling job %s (poll %d)", poll.job_record_id, number)
         POLLS.labels(poll.provider).inc()
@@ -253,7 +255,7 @@ class ProviderJobActivities:
         last = schedule.max_attempts and number >= schedule.max_attempts
         next_poll_in = None
         if not snapshot.state.terminal and not last:
-            next_poll_in = timedelta(seconds=schedule.gap_after(number))
+            next_poll_in = timedelta(seconds=schedule.jittered_gap_after(number, self._rng))
         await repository.record_poll(
             db=self._db,
             job_record_id=poll.job_record_id,
@@ -263,7 +265,7 @@ class ProviderJobActivities:
         )
         if not snapshot.state.terminal:
             raise still_running(
-                f"provider job {poll.provider_job_id} is {snapshot.provider_status}"
+                f"provider job {poll.provider_job_id} is {snapshot.provider_status}", next_poll_in
             )
         return snapshot
 

@@ -93,12 +93,14 @@ def poll_schedule(settings: Settings, strategy: WaitingStrategy) -> PollSchedule
             multiplier=settings.poll_backoff_multiplier,
             max_interval_s=settings.poll_max_interval_s,
             max_attempts=settings.poll_max_attempts,
+            jitter=settings.poll_jitter,
         )
     return PollSchedule(
         first_poll_s=settings.webhook_safety_poll_s,
         multiplier=1.0,
         max_interval_s=settings.webhook_safety_poll_s,
         max_attempts=0,
+        jitter=settings.poll_jitter,
     )
 
 

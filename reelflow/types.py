@@ -10,6 +10,7 @@ a ProviderSnapshot decoded in 198 µs instead of 354).
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from random import Random
 from typing import Any
 
 __all__ = [
@@ -113,7 +114,8 @@ class ProviderSnapshot:
 @dataclass
 class PollSchedule:
     """When to poll a provider: the first poll, then gaps growing by `multiplier` up to a cap,
-    as a Temporal retry policy paces them (the first attempt arms; each poll is a retry)."""
+    each shortened at random by up to `jitter` of itself. Temporal paces the polls as retries
+    of one activity (its first attempt arms the schedule; see `poll_job`)."""
 
     first_poll_s: float
     """Delay from the job's start to its first poll."""
@@ -123,10 +125,18 @@ class PollSchedule:
     """No gap is longer than this."""
     max_attempts: int
     """Polls before giving up; 0 means until the job's deadline."""
+    jitter: float = 0.0
+    """Largest share of a gap cut at random, so that jobs started together do not poll (and
+    finish) in the same instant; 0 keeps the schedule exact."""
 
     def gap_after(self, poll: int) -> float:
-        """Seconds between poll number `poll` (1-based) and the next one."""
+        """Seconds between poll number `poll` (1-based; 0 is the job's start) and the next
+        one, before jitter."""
         return min(self.first_poll_s * self.multiplier**poll, self.max_interval_s)
+
+    def jittered_gap_after(self, poll: int, rng: Random) -> float:
+        """`gap_after(poll)` less a random share of it, at most `jitter`."""
+        return self.gap_after(poll) * (1 - self.jitter * rng.random())
 
 
 @dataclass

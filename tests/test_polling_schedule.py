@@ -6,9 +6,10 @@ to the database, so the test checks `poll_attempts` and `next_poll_at` at every 
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -126,7 +127,12 @@ async def _new_job(db: Database) -> ExecutionJob:
     return job
 
 
-async def _run(env: WorkflowEnvironment, db: Database, provider: SlowProvider) -> Any:
+async def _run(
+    env: WorkflowEnvironment,
+    db: Database,
+    provider: SlowProvider,
+    schedule: PollSchedule = SCHEDULE,
+) -> Any:
     row = await _new_job(db)
     job = ProviderJobInput(
         job_record_id=row.id,
@@ -138,7 +144,7 @@ async def _run(env: WorkflowEnvironment, db: Database, provider: SlowProvider) -
         waiting_strategy=WaitingStrategy.POLLING,
         webhook_url=None,
         deadline_seconds=3600,
-        poll=SCHEDULE,
+        poll=schedule,
     )
     activities = ProviderJobActivities(db=db, providers={"replicate": provider})
     records = RecordActivities(db=db)
@@ -219,3 +225,39 @@ async def test_polling_stops_at_the_attempt_limit_and_cancels_the_job(
         for a, b in zip(provider.polls, provider.polls[1:], strict=False)
     ]
     assert gaps[-2:] == pytest.approx([30, 30], abs=0.5)
+
+
+async def test_jittered_polls_come_exactly_when_the_database_says(
+    temporal_env: WorkflowEnvironment, db: Database
+) -> None:
+    # On the dev server in real time: the time-skipping server ignores a failure's
+    # `next_retry_delay`, which is how each jittered gap reaches Temporal. Gaps of 1 s or more:
+    # Temporal retries no sooner.
+    schedule = PollSchedule(first_poll_s=2, multiplier=1, max_interval_s=2, max_attempts=8)
+    provider = SlowProvider(temporal_env, db, succeed_at=4)
+
+    await _run(temporal_env, db, provider, replace(schedule, jitter=0.5))
+
+    # The row before each poll (the first included) says when it comes, and it comes then.
+    recorded = []
+    for poll in provider.polls:
+        assert poll.next_poll_at is not None
+        assert (poll.at - poll.next_poll_at).total_seconds() == pytest.approx(0, abs=0.3)
+        recorded.append((poll.next_poll_at - poll.updated_at).total_seconds())
+    nominal = [schedule.gap_after(poll) for poll in range(4)]
+    for gap, full in zip(recorded, nominal, strict=True):
+        assert full / 2 <= gap <= full
+    assert recorded != pytest.approx(nominal)
+
+
+def test_jitter_only_shortens_gaps() -> None:
+    rng = random.Random(7)
+    jittered = replace(SCHEDULE, jitter=0.2)
+
+    draws = [jittered.jittered_gap_after(2, rng) for _ in range(200)]
+
+    assert all(0.8 * 11.25 <= draw <= 11.25 for draw in draws)
+    assert max(draws) - min(draws) > 2
+    assert SCHEDULE.jittered_gap_after(2, rng) == SCHEDULE.gap_after(2) == 11.25
+    assert SCHEDULE.gap_after(0) == 5
+    assert SCHEDULE.gap_after(9) == 30

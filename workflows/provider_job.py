@@ -160,7 +160,8 @@ class ProviderJobWorkflow:
             return self._terminal_events[provider_job_id]
         schedule = job.poll
         # Started now, for the first poll too: its first attempt only arms the schedule (see
-        # `poll_job`), and this policy's intervals are the schedule's gaps.
+        # `poll_job`). Each "still running" sets the delay to the next poll (jittered); this
+        # policy, the schedule without jitter, paces retries after a provider error.
         poll = workflow.start_activity_method(
             ProviderJobActivities.poll_job,
             PollInput(job.job_record_id, job.provider, job.model_id, provider_job_id, schedule),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -36,6 +38,7 @@ class FloorActivities:
     def __init__(self, notify: Notify) -> None:
         self._notify = notify
         self._pending: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
 
     @activity.defn(name="floor_start")
     async def start(self, start: FloorStart) -> FloorStarted:
@@ -55,8 +58,12 @@ class FloorActivities:
     async def poll(self, poll: PollInput) -> PollResult:
         """One poll: fails (and is retried on the schedule) until the provider has finished;
         attempt 1 only arms the schedule."""
-        if activity.info().attempt == 1 or time.time() < poll.finishes_at:
-            raise ApplicationError("still running", type="JobStillRunning")
+        attempt = activity.info().attempt
+        if attempt == 1 or time.time() < poll.finishes_at:
+            gap = poll.schedule.jittered_gap_after(attempt - 1, self._rng)
+            raise ApplicationError(
+                "still running", type="JobStillRunning", next_retry_delay=timedelta(seconds=gap)
+            )
         scheduled = activity.info().current_attempt_scheduled_time
         return PollResult(finished_at=poll.finishes_at, scheduled_at=scheduled.timestamp())
 

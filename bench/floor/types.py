@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reelflow.types import PollSchedule
+
 __all__ = [
     "BranchTiming",
     "FloorEvent",
@@ -32,12 +34,8 @@ class FloorInput:
     """Each job's provider time varies uniformly by up to this much either way."""
     webhook: bool = True
     """Whether the provider signals the workflow when it finishes (else only polling sees it)."""
-    first_poll_s: float = 60.0
-    """Delay from the start activity to the first poll (reelflow's `PollSchedule.first_poll_s`)."""
-    poll_multiplier: float = 1.0
-    """Each later gap is the previous one times this."""
-    poll_max_interval_s: float = 60.0
-    """No gap is longer than this."""
+    poll: PollSchedule = field(default_factory=lambda: PollSchedule(60.0, 1.0, 60.0, 0))
+    """When the poll activity polls (reelflow's schedule type, jitter included)."""
     copy_url: str | None = None
     """When set, each persist streams this URL into `copy_dir` (a plain copy, fsynced)."""
     copy_dir: str | None = None
@@ -84,6 +82,8 @@ class PollInput:
 
     finishes_at: float
     """The provider's finishing time; before it, a poll fails and is retried on schedule."""
+    schedule: PollSchedule
+    """The schedule, whose jittered gaps the still-running failures ask for."""
 
 
 @dataclass

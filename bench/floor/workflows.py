@@ -101,12 +101,12 @@ class FloorWorkflow:
             return self._events[index], None
         poll = workflow.start_activity_method(
             FloorActivities.poll,
-            PollInput(finishes_at),
+            PollInput(finishes_at, floor.poll),
             start_to_close_timeout=_TIMEOUT,
             retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=floor.first_poll_s),
-                backoff_coefficient=floor.poll_multiplier,
-                maximum_interval=timedelta(seconds=floor.poll_max_interval_s),
+                initial_interval=timedelta(seconds=floor.poll.first_poll_s),
+                backoff_coefficient=floor.poll.multiplier,
+                maximum_interval=timedelta(seconds=floor.poll.max_interval_s),
                 maximum_attempts=0,
             ),
         )

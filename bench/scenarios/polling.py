@@ -2,14 +2,15 @@
 
 Polling-only jobs (Seedance with `waitingStrategy: polling`; the emulator drops every Replicate
 webhook meanwhile, so only polls can see the end) on reelflow's default schedule: first poll
-5 s after the start, then 7.5 s later, … The provider takes 7 s ± 1.5 s, so each job ends
-between the first and the second poll. The lag of a job is from the provider finishing to the
-job being `completed`; it should be the wait for the next scheduled poll (the job's `nextPollAt`
-as the status showed it before the end) plus the transfer. The target is on the excess:
-`completedAt - nextPollAt`.
+5 s after the start, then 7.5 s later, …, each gap cut by up to 10 % at random. The provider
+takes 7 s ± 1.5 s, so each job ends between the first and the second poll. The lag of a job is
+from the provider finishing to the job being `completed`; it should be the wait for the next
+scheduled poll (the job's `nextPollAt` as the status showed it before the end) plus the
+transfer. The target is on the excess: `completedAt - nextPollAt`.
 
-Floor: the same schedule as a retried poll activity in a bare workflow, run at the same time;
-its scheduled time is Temporal's `current_attempt_scheduled_time` of the successful poll.
+Floor: the same schedule (jitter included) as a retried poll activity in a bare workflow, run at
+the same time; its scheduled time is Temporal's `current_attempt_scheduled_time` of the
+successful poll.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import math
 from bench.floor.types import FloorInput
 from bench.harness import Bench, parse_time, seedance_job
 from bench.results import Figure, Target, percentile
+from reelflow.config import Settings
+from reelflow.executions import poll_schedule
+from reelflow.types import WaitingStrategy
 
 __all__ = ["NAME", "run"]
 
@@ -59,9 +63,7 @@ async def run(bench: Bench) -> None:
         provider_seconds=_PROVIDER_SECONDS,
         provider_jitter_seconds=_JITTER_SECONDS,
         webhook=False,
-        first_poll_s=5.0,
-        poll_multiplier=1.5,
-        poll_max_interval_s=60.0,
+        poll=poll_schedule(Settings.model_construct(), WaitingStrategy.POLLING),
     )
 
     async def reelflow() -> list[tuple[dict[str, object], float | None]]:

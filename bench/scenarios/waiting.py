@@ -26,6 +26,8 @@ from bench.harness import Bench, seedance_job
 from bench.procs import rss_bytes
 from bench.results import Figure, Target
 from reelflow.config import Settings
+from reelflow.executions import poll_schedule
+from reelflow.types import WaitingStrategy
 
 __all__ = ["NAME", "run"]
 
@@ -83,8 +85,10 @@ async def run(bench: Bench) -> None:
                     branches=_JOBS_PER_PLAN,
                     provider_seconds=_PROVIDER_SECONDS,
                     webhook=False,
-                    first_poll_s=safety_s,
-                    poll_max_interval_s=safety_s,
+                    poll=poll_schedule(
+                        Settings.model_construct(webhook_safety_poll_s=safety_s),
+                        WaitingStrategy.WEBHOOK,
+                    ),
                 ),
                 id=f"floor-wait-{uuid.uuid4().hex}",
                 task_queue=bench.stack.floor_queue,
