@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     poll_backoff_multiplier: float = Field(default=1.5, ge=1)
     poll_max_interval_s: float = Field(default=60.0, gt=0)
     poll_max_attempts: int = Field(default=100, ge=1)
-    # Jobs started together would otherwise poll, and find their results, in the same instant
-    # and queue behind one another's downloads (bench/, scenario 2).
+    # Jobs started together would otherwise poll in the same instant, every time: a burst
+    # against the provider's rate limit, and results that queue behind one another.
     poll_jitter: float = Field(default=0.1, ge=0, lt=1)
     # Webhook jobs still poll, sparsely, in case a webhook never arrives (providers retry
     # their webhooks, so this is rarely what finds a result). Each poll costs ~10 ms of worker

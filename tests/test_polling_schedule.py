@@ -204,6 +204,13 @@ async def test_polls_follow_the_schedule_and_the_database_tracks_each_attempt(
         assert (poll.next_poll_at - poll.updated_at).total_seconds() == pytest.approx(gap, abs=0.05)
     assert final.poll_attempts == 6
     assert final.next_poll_at is None
+    # All six polls were retries of one activity: no timer fired and no workflow task ran for
+    # any of them, which is what a waiting job costs.
+    history = await env.client.get_workflow_handle(f"job-{final.id}").fetch_history()
+    kinds = [event.WhichOneof("attributes") for event in history.events]
+    assert "timer_fired_event_attributes" not in kinds
+    assert kinds.count("activity_task_scheduled_event_attributes") == 2  # start, poll
+    assert kinds.count("workflow_task_completed_event_attributes") == 3
 
 
 async def test_polling_stops_at_the_attempt_limit_and_cancels_the_job(
