@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import Client
+from temporalio.common import RetryPolicy
 from temporalio.runtime import Runtime
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from reelflow.config import Settings
+from reelflow.types import PollSchedule
 
 __all__ = [
     "connect",
     "execution_workflow_id",
     "job_workflow_id",
     "media_task_queue",
+    "poll_retry_policy",
     "provider_task_queue",
     "workflow_runner",
 ]
@@ -41,6 +46,20 @@ def execution_workflow_id(execution_id: str) -> str:
 def job_workflow_id(job_record_id: str) -> str:
     """Workflow id of a job's ProviderJobWorkflow."""
     return f"job-{job_record_id}"
+
+
+def poll_retry_policy(schedule: PollSchedule) -> RetryPolicy:
+    """The retry policy of a poll activity that the workflow starts with the job: its first
+    attempt arms the schedule, each retry is a poll. The "still running" failures set each
+    next delay (jittered); these intervals, the schedule without jitter, pace retries after a
+    provider error."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=schedule.first_poll_s),
+        backoff_coefficient=schedule.multiplier,
+        maximum_interval=timedelta(seconds=schedule.max_interval_s),
+        # One more attempt than polls: the arming one.
+        maximum_attempts=schedule.max_attempts and schedule.max_attempts + 1,
+    )
 
 
 def provider_task_queue(task_queue: str, provider: str) -> str:

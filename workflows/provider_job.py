@@ -12,7 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.persist import PersistActivities
     from activities.provider_jobs import JOB_STILL_RUNNING, ProviderJobActivities
-    from reelflow.temporal import provider_task_queue
+    from reelflow.temporal import poll_retry_policy, provider_task_queue
     from reelflow.types import (
         CancelInput,
         JobOutcome,
@@ -159,22 +159,14 @@ class ProviderJobWorkflow:
         if signalled():
             return self._terminal_events[provider_job_id]
         schedule = job.poll
-        # Started now, for the first poll too: its first attempt only arms the schedule (see
-        # `poll_job`). Each "still running" sets the delay to the next poll (jittered); this
-        # policy, the schedule without jitter, paces retries after a provider error.
+        # Started now, for the first poll too (see `poll_retry_policy` and `poll_job`).
         poll = workflow.start_activity_method(
             ProviderJobActivities.poll_job,
             PollInput(job.job_record_id, job.provider, job.model_id, provider_job_id, schedule),
             task_queue=_provider_queue(job),
             start_to_close_timeout=timedelta(seconds=60),
             schedule_to_close_timeout=remaining(),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=schedule.first_poll_s),
-                backoff_coefficient=schedule.multiplier,
-                maximum_interval=timedelta(seconds=schedule.max_interval_s),
-                # One more attempt than polls: the arming one.
-                maximum_attempts=schedule.max_attempts and schedule.max_attempts + 1,
-            ),
+            retry_policy=poll_retry_policy(schedule),
         )
         signal = asyncio.ensure_future(workflow.wait_condition(signalled))
         try:

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         PersistInput,
         PollInput,
     )
+    from reelflow.temporal import poll_retry_policy
 
 __all__ = ["FloorWorkflow"]
 
@@ -103,12 +104,7 @@ class FloorWorkflow:
             FloorActivities.poll,
             PollInput(finishes_at, floor.poll),
             start_to_close_timeout=_TIMEOUT,
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=floor.poll.first_poll_s),
-                backoff_coefficient=floor.poll.multiplier,
-                maximum_interval=timedelta(seconds=floor.poll.max_interval_s),
-                maximum_attempts=0,
-            ),
+            retry_policy=poll_retry_policy(floor.poll),
         )
         signal = asyncio.ensure_future(workflow.wait_condition(lambda: index in self._events))
         try:
