@@ -57,10 +57,15 @@ def api() -> None:
     import uvicorn
 
     from api.app import create_app
+    from reelflow.serving import server_config
 
     configure_logging()
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    asgi = create_app(settings)
+    server = server_config(
+        asgi, settings.api_host, settings.api_port, keepalive_s=settings.http_keepalive_s
+    )
+    uvicorn.Server(server).run()
 
 
 @app.command()
@@ -69,6 +74,7 @@ def emulator() -> None:
     import uvicorn
 
     from reelflow.emulator import EmulatorConfig, create_app
+    from reelflow.serving import server_config
 
     configure_logging()
     settings = get_settings()
@@ -76,7 +82,14 @@ def emulator() -> None:
         public_url=f"http://{settings.emulator_host}:{settings.emulator_port}",
         generation_seconds=settings.emulator_generation_seconds,
     )
-    uvicorn.run(create_app(config), host=settings.emulator_host, port=settings.emulator_port)
+    asgi = create_app(config)
+    server = server_config(
+        asgi,
+        settings.emulator_host,
+        settings.emulator_port,
+        keepalive_s=settings.http_keepalive_s,
+    )
+    uvicorn.Server(server).run()
 
 
 @app.command()

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 3000
     api_base_url: str | None = None
+    # Idle keep-alive connections to the API and the emulator stay open this long. It must
+    # outlast every pooled client's idle time (httpx keeps connections 5 s, load balancers often
+    # 60 s): a server that closes first races a client reusing the connection, which then gets a
+    # reset (httpx.ReadError, a 502 from the balancer) instead of a response.
+    http_keepalive_s: int = 75
 
     # Object storage: S3-compatible when s3_bucket is set, else a local directory.
     s3_url: str | None = None

@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,8 +35,9 @@ from reelflow.db.migrate import apply_migrations
 from reelflow.embedded import database_url, temporal_binary
 from reelflow.emulator import EmulatorConfig
 from reelflow.emulator import create_app as create_emulator_app
+from reelflow.serving import server_config
 from reelflow.stack import EMULATOR_CREDENTIALS, emulator_settings
-from tests.factories import ALICE_KEY, BOB_KEY, WEBHOOK_SECRET
+from tests.factories import ALICE_KEY, BOB_KEY, KEEPALIVE_S, WEBHOOK_SECRET
 from tests.provider_http import Handler, MockHttp
 from workflows.execution import SEARCH_ATTRIBUTES
 
@@ -125,9 +128,10 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 async def serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Run an ASGI app on a real port in this event loop."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+    config = server_config(
+        app, "127.0.0.1", port, keepalive_s=KEEPALIVE_S, log_level="warning", lifespan="on"
     )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -261,6 +265,48 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self._log_path.read_text(errors="replace")
+
+
+@dataclass
+class ApiCommand:
+    """`python -m reelflow api` as a child process, as deployments run it."""
+
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+async def api_command(settings: Settings, state_dir: Path) -> AsyncIterator[ApiCommand]:
+    port = free_port()
+    command = ApiCommand(f"http://127.0.0.1:{port}", state_dir / f"api-{port}.log")
+    env = settings_env(settings.model_copy(update={"api_port": port}))
+    with command.log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reelflow", "api"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient(base_url=command.url) as client:
+            while True:
+                assert process.poll() is None, command.log()
+                assert time.monotonic() < deadline, command.log()
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        yield command
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from reelflow.auth import webhook_token
+from reelflow.config import Settings
 
 TERMINAL = {"completed", "failed", "canceled"}
 # The webhook token secret every test API shares (see conftest's settings).
@@ -17,6 +18,8 @@ WEBHOOK_SECRET = "test-webhook-token-secret"
 # Two tenants' API keys (see test_security.py).
 ALICE_KEY = "alice-key-0123456789abcdef"
 BOB_KEY = "bob-key-0123456789abcdef"
+# Servers run by tests keep idle connections as long as a deployment's do by default.
+KEEPALIVE_S: int = Settings.model_fields["http_keepalive_s"].default
 
 
 def webhook_path(job_record_id: str) -> str:

@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 
+from tests.conftest import ApiCommand
 from tests.factories import generate_job, plan, submit, wait_for
 
 
@@ -74,3 +75,20 @@ async def test_cancelling_a_finished_execution_is_a_conflict(api: httpx.AsyncCli
     assert response.status_code == 409
     assert "already completed" in response.json()["detail"]
     assert (await api.post(f"/api/executions/{uuid.uuid4()}/cancel")).status_code == 404
+
+
+async def test_the_api_keeps_an_idle_connection_past_httpxs_pool_expiry(
+    api_command: ApiCommand,
+) -> None:
+    # httpx pools idle connections for 5 s. A server that closes them at 5 s too (uvicorn's
+    # default) races every reuse near that age, and the client gets a reset (httpx.ReadError).
+    limits = httpx.Limits(max_connections=1, keepalive_expiry=60)
+    addresses = []
+    async with httpx.AsyncClient(base_url=api_command.url, limits=limits) as client:
+        for pause_s in (0, 6):
+            await asyncio.sleep(pause_s)
+            response = await client.get("/healthz")
+            assert response.status_code == 200
+            addresses.append(response.extensions["network_stream"].get_extra_info("client_addr"))
+
+    assert addresses[1] == addresses[0], "the API closed the idle connection"

@@ -36,7 +36,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from reelflow.emulator import EmulatorConfig, create_app
 from reelflow.providers.errors import ProviderUnavailable
 from reelflow.providers.replicate import ReplicateProvider
+from reelflow.serving import server_config
 from reelflow.types import ProviderState
+from tests.factories import KEEPALIVE_S
 
 TOKEN = "r8_test_token"
 FAL_KEY = "test-key-id:test-key-secret"
@@ -101,7 +103,9 @@ class Receiver:
 
 async def _serve(app: FastAPI, sock: socket.socket) -> AsyncIterator[None]:
     """Run `app` under uvicorn on an already bound socket until the generator is closed."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(
+        server_config(app, "127.0.0.1", 0, keepalive_s=KEEPALIVE_S, log_level="warning")
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from api.app import create_app
 from reelflow.config import Settings
-from tests.conftest import keyed_api
+from tests.conftest import ApiCommand, keyed_api
 from tests.factories import (
     ALICE_KEY,
     BOB_KEY,
@@ -138,6 +139,23 @@ async def test_webhooks_without_or_with_a_wrong_token_are_refused_and_change_not
     after = (await api.get(f"/api/status/{accepted['executionId']}")).json()
     assert after["jobs"][0]["status"] in {"queued", "processing"}
     await api.post(f"/api/executions/{accepted['executionId']}/cancel")
+
+
+async def test_webhook_tokens_stay_out_of_the_api_access_log(api_command: ApiCommand) -> None:
+    job_record_id = str(uuid.uuid4())
+    path = webhook_path(job_record_id)
+    token = path.partition("token=")[2]
+    async with httpx.AsyncClient(base_url=api_command.url) as client:
+        response = await client.post(path, json={"id": "p1", "status": "succeeded"})
+    assert response.status_code < 500, response.text
+
+    logged = f"/api/webhooks/job/{job_record_id}?token=redacted"
+    for _ in range(100):
+        if logged in api_command.log():
+            break
+        await asyncio.sleep(0.05)
+    assert logged in api_command.log()
+    assert token not in api_command.log()
 
 
 async def test_webhook_of_an_untracked_provider_job_is_accepted_and_the_job_cancelled(

@@ -34,6 +34,7 @@ from standardwebhooks import Webhook
 
 from reelflow.emulator.config import EmulatorConfig, Provider
 from reelflow.emulator.faults import chance
+from reelflow.netguard import redact_url
 
 __all__ = [
     "WebhookDelivery",
@@ -205,7 +206,7 @@ class WebhookSender:
         behaviour = config.behaviour(delivery.provider)
         if chance(behaviour.webhook_drop_rate):
             stats.webhooks_dropped += 1
-            logger.info("Dropping a webhook to %s (webhook_drop_rate)", delivery.url)
+            logger.info("Dropping a webhook to %s (webhook_drop_rate)", redact_url(delivery.url))
             return
         pending = _Pending(
             delivery=delivery,
@@ -273,13 +274,15 @@ class WebhookSender:
                 return headers
             logger.warning(
                 "Webhook to %s failed (attempt %d of %d): %s",
-                delivery.url,
+                redact_url(delivery.url),
                 attempt,
                 pending.attempts,
                 outcome,
             )
         logger.warning(
-            "Giving up on webhook to %s after %d attempts", delivery.url, pending.attempts
+            "Giving up on webhook to %s after %d attempts",
+            redact_url(delivery.url),
+            pending.attempts,
         )
         return headers
 
