@@ -8,6 +8,9 @@ copy on the same machine from the same server into the same store (`curl | dd co
 peak memory growth is its VmHWM over its RSS before the job (the peak is reset first).
 
 Floor: a bare workflow whose persist activity does the plain copy (Python, 1 MB chunks, fsync).
+
+Each run makes three rounds of the three copies; the figures are their medians (the peak
+memory growth: the largest), and every sample is kept in the JSON's extras.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import shlex
 import shutil
+import statistics
 import time
+from pathlib import Path
 
 from bench.floor.types import FloorInput
 from bench.harness import Bench, parse_time, seedance_job
@@ -28,6 +33,7 @@ __all__ = ["NAME", "run"]
 NAME = "5 big output"
 
 _PROVIDER_SECONDS = 0.3
+_ROUNDS = 3
 _MB = 1e6
 
 
@@ -43,18 +49,9 @@ async def _plain_copy(url: str, destination: str) -> float:
     return time.monotonic() - started
 
 
-async def run(bench: Bench) -> None:
-    """Re-host a big output; compare with a plain copy; watch the worker's memory."""
-    size = 50_000_000 if bench.quick else 300_000_000
-    payload = await asyncio.to_thread(ensure_payload, size)
-    name = payload_name(size)
-    url = f"{bench.stack.files_url}/{name}/replicate/delivery/baseline/output.mp4"
-    store = bench.stack.cluster.files_dir
-    copies = store / "bench-copies"
-    copies.mkdir(parents=True, exist_ok=True)
-
-    baseline = await _plain_copy(url, str(copies / "curl.mp4"))
-
+async def _rehost(bench: Bench, name: str, size: int) -> tuple[float, float]:
+    """Re-host the payload through reelflow: provider done → completed, and the worker's peak
+    memory growth."""
     await bench.configure_emulator(
         {
             "public_url": f"{bench.stack.files_url}/{name}",
@@ -73,20 +70,49 @@ async def run(bench: Bench) -> None:
         )
     done = await bench.done(execution_id)
     job = done.status["jobs"][0]
-    if not done.completed or job["outputs"][0]["bytes"] != payload.stat().st_size:
+    if not done.completed or job["outputs"][0]["bytes"] != size:
         raise RuntimeError(f"the big output was not stored: {job['status']} {job['error']}")
     finished = await bench.provider_finished_at(job["providerJobId"])
-    rehost = parse_time(job["completedAt"]) - finished
+    return parse_time(job["completedAt"]) - finished, growth
 
+
+async def _floor(bench: Bench, url: str, copies: Path) -> tuple[float, float]:
+    """The same copy in a bare workflow: provider done → done, and its worker's growth."""
     floor_pid = bench.stack.pids["floor"]
     floor_reset = reset_peak_rss(floor_pid)
     floor_before = rss_bytes(floor_pid)
     result = await bench.run_floor(
         FloorInput(provider_seconds=_PROVIDER_SECONDS, copy_url=url, copy_dir=str(copies))
     )
-    floor_growth = peak_rss_bytes(floor_pid) - floor_before if floor_reset else float("nan")
+    growth = peak_rss_bytes(floor_pid) - floor_before if floor_reset else float("nan")
     branch = result.branches[0]
-    shutil.rmtree(copies, ignore_errors=True)
+    return branch.done_at - branch.finished_at, growth
+
+
+async def run(bench: Bench) -> None:
+    """Re-host a big output; compare with a plain copy; watch the worker's memory."""
+    size = 50_000_000 if bench.quick else 300_000_000
+    payload = await asyncio.to_thread(ensure_payload, size)
+    name = payload_name(size)
+    url = f"{bench.stack.files_url}/{name}/replicate/delivery/baseline/output.mp4"
+    copies = bench.stack.cluster.files_dir / "bench-copies"
+    copies.mkdir(parents=True, exist_ok=True)
+
+    # One copy of each takes about a second, so a burst of other load on the machine moves a
+    # single sample by half; the rounds interleave the three so such a burst hits all alike.
+    baselines, rehosts, floors = [], [], []
+    growths, floor_growths = [], []
+    try:
+        for _ in range(_ROUNDS):
+            baselines.append(await _plain_copy(url, str(copies / "curl.mp4")))
+            rehost, growth = await _rehost(bench, name, payload.stat().st_size)
+            rehosts.append(rehost)
+            growths.append(growth)
+            floor, floor_growth = await _floor(bench, url, copies)
+            floors.append(floor)
+            floor_growths.append(floor_growth)
+    finally:
+        shutil.rmtree(copies, ignore_errors=True)
 
     megabytes = payload.stat().st_size / _MB
     bench.figure(
@@ -94,21 +120,24 @@ async def run(bench: Bench) -> None:
             NAME,
             f"{megabytes:.0f} MB re-hosted: wall (floor = curl | dd)",
             "s",
-            rehost,
-            baseline,
+            statistics.median(rehosts),
+            statistics.median(baselines),
             Target("ratio_at_most", 1.5),
         )
     )
-    bench.figure(
-        Figure(NAME, "  bare workflow + plain copy", "s", branch.done_at - branch.finished_at)
-    )
+    bench.extras["big_output_seconds"] = {
+        "plain_copy": baselines,
+        "reelflow": rehosts,
+        "bare_workflow": floors,
+    }
+    bench.figure(Figure(NAME, "  bare workflow + plain copy", "s", statistics.median(floors)))
     bench.figure(
         Figure(
             NAME,
             "worker peak RSS growth (floor = floor worker's)",
             "MB",
-            growth / _MB,
-            floor_growth / _MB,
+            max(growths) / _MB,
+            max(floor_growths) / _MB,
             Target("at_most", 64),
         )
     )
