@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import json
+import logging
 import re
 import socket
 import ssl
@@ -566,6 +567,26 @@ async def test_completed_webhook_is_retried_until_the_receiver_accepts_it(
         body["status"] == "succeeded"
         for body in verified(await webhook_secret(replicate), deliveries)
     )
+
+
+async def test_failed_deliveries_are_logged_without_the_urls_query(
+    replicate: httpx.AsyncClient, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # reelflow's webhook URLs carry the job's token in their query string.
+    hook = "logged"
+    receiver.failures_left[hook] = 1
+    caplog.set_level(logging.WARNING, logger="reelflow.emulator.webhooks")
+    await create(
+        replicate,
+        {"prompt": "x"},
+        webhook=f"{receiver.url(hook)}?token=job-token-123",
+        webhook_events_filter=["completed"],
+    )
+
+    await wait_for(lambda: len(receiver.deliveries[hook]) == 2)
+    failures = [r.getMessage() for r in caplog.records if "failed (attempt" in r.getMessage()]
+    assert failures and all(receiver.url(hook) in message for message in failures)
+    assert "job-token-123" not in caplog.text
 
 
 async def test_non_final_webhook_is_not_retried(
